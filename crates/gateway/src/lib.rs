@@ -1,0 +1,1 @@
+//! Turnpike data plane.

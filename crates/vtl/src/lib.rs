@@ -1,0 +1,1 @@
+//! Velocity Template Language engine for API Gateway mapping templates.
