@@ -1,1 +1,39 @@
-//! The API Gateway resource model.
+//! The API Gateway resource model, and the loaders that fill it: OpenAPI/Swagger import with the
+//! `x-amazon-apigateway-*` extensions and Turnpike's project file (`turnpike.yaml`).
+//!
+//! One model, three faces: the importer, the management API and the exporter all speak these
+//! types, whose serde form is AWS's own JSON.
+
+pub mod diagnostics;
+pub mod rest;
+
+pub use diagnostics::{Diagnostic, Severity};
+
+use std::path::PathBuf;
+
+/// Defaults AWS would fill in; used in ARNs and `$context`.
+pub const DEFAULT_REGION: &str = "us-east-1";
+pub const DEFAULT_ACCOUNT_ID: &str = "123456789012";
+
+/// A loaded project: every API with its stages, ready to compile into deployments.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The file that was loaded (project file or bare OpenAPI definition).
+    pub source: PathBuf,
+    /// Listen address from the project file, if it names one.
+    pub listen: Option<String>,
+    pub region: String,
+    pub account_id: String,
+    pub apis: Vec<ProjectApi>,
+    /// Everything Turnpike accepted but does not (yet) emulate, unknown extensions, and other
+    /// findings that do not stop the project from serving.
+    pub warnings: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProjectApi {
+    /// The OpenAPI file this API was imported from.
+    pub source: PathBuf,
+    pub definition: rest::RestApiDefinition,
+    pub stages: Vec<rest::Stage>,
+}
