@@ -1,1 +1,74 @@
-//! Turnpike data plane.
+//! Turnpike's data plane: serves REST APIs the way Amazon API Gateway does.
+//!
+//! A [`Gateway`] holds the current [`deployment::Runtime`] behind an atomic pointer; the
+//! [`server`] accepts connections and hands each request to the [`pipeline`], which runs AWS's
+//! steps in order. Reloading swaps the pointer: requests in flight finish on the snapshot they
+//! started with.
+
+pub mod access_log;
+pub mod address;
+pub mod body;
+pub mod context;
+pub mod deployment;
+pub mod error;
+pub mod gateway_response;
+pub mod mapping;
+pub mod pipeline;
+pub mod router;
+pub mod server;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+pub use deployment::{compile, Runtime};
+pub use error::GatewayError;
+
+/// Limits AWS applies to requests (defaults are AWS's REST API quotas).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Request and response payload (10 MB).
+    pub max_payload_bytes: usize,
+    /// Total request header size (10,240 bytes).
+    pub max_header_bytes: usize,
+    /// Request target length (10,240 characters for regional endpoints).
+    pub max_url_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_payload_bytes: 10 * 1024 * 1024,
+            max_header_bytes: 10_240,
+            max_url_bytes: 10_240,
+        }
+    }
+}
+
+/// The data plane: the current deployment snapshot plus what requests share.
+pub struct Gateway {
+    runtime: ArcSwap<Runtime>,
+    pub upstream: upstream::Upstream,
+    pub limits: Limits,
+}
+
+impl Gateway {
+    pub fn new(runtime: Runtime, limits: Limits) -> Self {
+        Gateway {
+            runtime: ArcSwap::from_pointee(runtime),
+            upstream: upstream::Upstream::new(),
+            limits,
+        }
+    }
+
+    /// The snapshot new requests see.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Atomically replaces the served deployment; requests in flight keep the old one.
+    pub fn swap(&self, runtime: Runtime) {
+        self.runtime.store(Arc::new(runtime));
+    }
+}

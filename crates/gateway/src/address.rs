@@ -1,0 +1,166 @@
+//! Which API and stage a request is for. Accepts the invoke URL forms AWS and local tools use:
+//! host-based `{api-id}.execute-api.{anything}`, path-based `/_aws/execute-api/{api-id}/{stage}/…`,
+//! the legacy `/restapis/{api-id}/{stage}/_user_request_/…`, and plain `/{stage}/…` for the
+//! default API.
+
+/// The parts of the request target that select the API and stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// `None` selects the default API.
+    pub api_id: Option<String>,
+    /// Empty when the request has no stage segment.
+    pub stage: &'a str,
+    /// The resource path after the stage, raw (percent-encoding kept); empty or starting with `/`.
+    pub path: &'a str,
+}
+
+const PATH_PREFIX: &str = "/_aws/execute-api/";
+const LEGACY_PREFIX: &str = "/restapis/";
+const LEGACY_MARKER: &str = "/_user_request_";
+
+/// Splits `/stage/rest…` into (`stage`, `/rest…`), ignoring leading repeated slashes.
+fn split_stage(path: &str) -> (&str, &str) {
+    let p = path.trim_start_matches('/');
+    match p.find('/') {
+        Some(i) => (&p[..i], &p[i..]),
+        None => (p, ""),
+    }
+}
+
+/// The API id in a host of the form `{api-id}.execute-api.{anything}[:port]`, lower-cased (API ids
+/// are matched case-insensitively, as DNS does).
+pub fn api_id_from_host(host: &str) -> Option<String> {
+    let (label, rest) = host.split_once('.')?;
+    if label.is_empty() || !rest.to_ascii_lowercase().starts_with("execute-api.") {
+        return None;
+    }
+    // A private API host is `{api-id}-{vpce-id}.execute-api…`.
+    let id = label.split_once("-vpce").map_or(label, |(id, _)| id);
+    Some(id.to_ascii_lowercase())
+}
+
+pub fn resolve<'a>(host: Option<&str>, path: &'a str) -> Target<'a> {
+    if let Some(id) = host.and_then(api_id_from_host) {
+        let (stage, rest) = split_stage(path);
+        return Target {
+            api_id: Some(id),
+            stage,
+            path: rest,
+        };
+    }
+    if let Some(after) = path.strip_prefix(PATH_PREFIX) {
+        let (id, rest) = after.split_once('/').unwrap_or((after, ""));
+        let (stage, rest) = split_stage(rest);
+        return Target {
+            api_id: Some(id.to_ascii_lowercase()),
+            stage,
+            path: rest,
+        };
+    }
+    if let Some(after) = path.strip_prefix(LEGACY_PREFIX) {
+        if let Some((head, rest)) = after.split_once(LEGACY_MARKER) {
+            if let Some((id, stage)) = head.split_once('/') {
+                return Target {
+                    api_id: Some(id.to_ascii_lowercase()),
+                    stage,
+                    path: rest,
+                };
+            }
+        }
+    }
+    let (stage, rest) = split_stage(path);
+    Target {
+        api_id: None,
+        stage,
+        path: rest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_based() {
+        let t = resolve(Some("AbC123.execute-api.localhost:4567"), "/dev/pets/1");
+        assert_eq!(
+            t,
+            Target {
+                api_id: Some("abc123".into()),
+                stage: "dev",
+                path: "/pets/1"
+            }
+        );
+        let t = resolve(
+            Some("abc-vpce-0123.execute-api.us-east-1.amazonaws.com"),
+            "/dev",
+        );
+        assert_eq!(
+            t,
+            Target {
+                api_id: Some("abc".into()),
+                stage: "dev",
+                path: ""
+            }
+        );
+    }
+
+    #[test]
+    fn path_based_forms() {
+        let t = resolve(Some("localhost:4567"), "/_aws/execute-api/abc/prod/a/b");
+        assert_eq!(
+            t,
+            Target {
+                api_id: Some("abc".into()),
+                stage: "prod",
+                path: "/a/b"
+            }
+        );
+        let t = resolve(None, "/restapis/abc/prod/_user_request_/a");
+        assert_eq!(
+            t,
+            Target {
+                api_id: Some("abc".into()),
+                stage: "prod",
+                path: "/a"
+            }
+        );
+        let t = resolve(None, "/restapis/abc/prod/_user_request_");
+        assert_eq!(
+            t,
+            Target {
+                api_id: Some("abc".into()),
+                stage: "prod",
+                path: ""
+            }
+        );
+    }
+
+    #[test]
+    fn default_api() {
+        assert_eq!(
+            resolve(Some("127.0.0.1:1"), "/dev/"),
+            Target {
+                api_id: None,
+                stage: "dev",
+                path: "/"
+            }
+        );
+        assert_eq!(
+            resolve(None, "//dev//x"),
+            Target {
+                api_id: None,
+                stage: "dev",
+                path: "//x"
+            }
+        );
+        assert_eq!(
+            resolve(None, "/"),
+            Target {
+                api_id: None,
+                stage: "",
+                path: ""
+            }
+        );
+    }
+}

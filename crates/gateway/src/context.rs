@@ -1,0 +1,281 @@
+//! `$context`: the per-request facts API Gateway exposes to templates, gateway responses and
+//! access logs.
+
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use crate::error::GatewayError;
+
+/// Per-request facts, filled in as the pipeline advances.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    pub account_id: String,
+    pub api_id: String,
+    pub request_id: String,
+    pub extended_request_id: String,
+    pub deployment_id: String,
+    pub domain_name: String,
+    pub http_method: String,
+    /// `/{stage}{path}` as received.
+    pub path: String,
+    pub protocol: &'static str,
+    pub resource_id: String,
+    pub resource_path: String,
+    pub stage: String,
+    pub source_ip: String,
+    pub user_agent: Option<String>,
+    pub request_time_epoch_ms: i64,
+    pub is_canary_request: Option<bool>,
+    pub error: Option<ErrorContext>,
+    pub status: Option<u16>,
+    pub response_length: Option<u64>,
+    pub response_latency_ms: Option<u64>,
+    pub integration_status: Option<u16>,
+    pub integration_latency_ms: Option<u64>,
+    pub integration_error: Option<String>,
+    pub trace_id: Option<String>,
+    pub api_key: Option<String>,
+    pub api_key_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ErrorContext {
+    pub message: Option<String>,
+    pub response_type: String,
+    pub validation_error_string: Option<String>,
+}
+
+impl ErrorContext {
+    pub fn from_error(err: &GatewayError) -> Self {
+        ErrorContext {
+            message: err.message.clone(),
+            response_type: err.kind.as_str().into(),
+            validation_error_string: None,
+        }
+    }
+}
+
+pub fn now_epoch_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `dd/MMM/yyyy:HH:mm:ss +0000`, the CLF timestamp AWS uses for `$context.requestTime`.
+pub fn clf_time(epoch_ms: i64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(epoch_ms.div_euclid(1000)) else {
+        return String::new();
+    };
+    format!(
+        "{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000",
+        t.day(),
+        MONTHS[(t.month() as usize).saturating_sub(1) % 12],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// A 16-character base64-like id ending in `=`, the shape of AWS's `x-amz-apigw-id`.
+pub fn extended_request_id() -> String {
+    use base64::Engine;
+    let bytes: [u8; 10] = rand::random();
+    let mut s = base64::engine::general_purpose::STANDARD.encode(bytes);
+    // 10 bytes encode to 16 chars ending in "=="; AWS's ids end in a single '='.
+    s.truncate(15);
+    s.push('=');
+    s
+}
+
+/// An X-Ray trace header root: `Root=1-{epoch hex}-{24 hex}`.
+pub fn trace_id(epoch_ms: i64) -> String {
+    let r: [u8; 12] = rand::random();
+    format!("Root=1-{:08x}-{}", epoch_ms / 1000, hex::encode(r))
+}
+
+pub fn source_ip_string(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+fn opt(s: &Option<String>) -> Value {
+    s.as_ref().map_or(Value::Null, |s| Value::String(s.clone()))
+}
+
+impl RequestContext {
+    /// The `$context` object as templates see it.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("accountId".into(), self.account_id.clone().into());
+        m.insert("apiId".into(), self.api_id.clone().into());
+        m.insert("authorizer".into(), json!({}));
+        m.insert("awsEndpointRequestId".into(), Value::Null);
+        m.insert("deploymentId".into(), self.deployment_id.clone().into());
+        m.insert("domainName".into(), self.domain_name.clone().into());
+        m.insert(
+            "domainPrefix".into(),
+            self.domain_name
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+                .into(),
+        );
+        let error = match &self.error {
+            Some(e) => json!({
+                "message": opt(&e.message),
+                "messageString": e.message.as_ref().map_or_else(|| "null".to_string(), |m| Value::String(m.clone()).to_string()),
+                "responseType": e.response_type,
+                "validationErrorString": opt(&e.validation_error_string),
+            }),
+            None => json!({}),
+        };
+        m.insert("error".into(), error);
+        m.insert(
+            "extendedRequestId".into(),
+            self.extended_request_id.clone().into(),
+        );
+        m.insert("httpMethod".into(), self.http_method.clone().into());
+        m.insert(
+            "identity".into(),
+            json!({
+                "accountId": null,
+                "apiKey": opt(&self.api_key),
+                "apiKeyId": opt(&self.api_key_id),
+                "caller": null,
+                "cognitoAuthenticationProvider": null,
+                "cognitoAuthenticationType": null,
+                "cognitoIdentityId": null,
+                "cognitoIdentityPoolId": null,
+                "principalOrgId": null,
+                "sourceIp": self.source_ip,
+                "user": null,
+                "userAgent": opt(&self.user_agent),
+                "userArn": null,
+            }),
+        );
+        if let Some(c) = self.is_canary_request {
+            m.insert("isCanaryRequest".into(), c.into());
+        }
+        m.insert("path".into(), self.path.clone().into());
+        m.insert("protocol".into(), self.protocol.into());
+        m.insert("requestId".into(), self.request_id.clone().into());
+        m.insert(
+            "requestTime".into(),
+            clf_time(self.request_time_epoch_ms).into(),
+        );
+        m.insert("requestTimeEpoch".into(), self.request_time_epoch_ms.into());
+        m.insert("resourceId".into(), self.resource_id.clone().into());
+        m.insert("resourcePath".into(), self.resource_path.clone().into());
+        m.insert("stage".into(), self.stage.clone().into());
+        m.insert(
+            "requestOverride".into(),
+            json!({"header": {}, "path": {}, "querystring": {}}),
+        );
+        m.insert("responseOverride".into(), json!({"header": {}}));
+        Value::Object(m)
+    }
+
+    /// Looks up a `$context` variable by its dotted name (`identity.sourceIp`), as access logs
+    /// and `context.*` parameter mappings do. Includes the log-only variables.
+    pub fn lookup(&self, name: &str) -> Option<String> {
+        let s = |v: &str| Some(v.to_string());
+        let n = |v: Option<u64>| v.map(|v| v.to_string());
+        match name {
+            "accountId" => s(&self.account_id),
+            "apiId" => s(&self.api_id),
+            "requestId" => s(&self.request_id),
+            "extendedRequestId" => s(&self.extended_request_id),
+            "deploymentId" => s(&self.deployment_id),
+            "domainName" => s(&self.domain_name),
+            "domainPrefix" => self.domain_name.split('.').next().map(str::to_string),
+            "httpMethod" => s(&self.http_method),
+            "path" => s(&self.path),
+            "protocol" => s(self.protocol),
+            "resourceId" => s(&self.resource_id),
+            "resourcePath" => s(&self.resource_path),
+            "stage" => s(&self.stage),
+            "identity.sourceIp" => s(&self.source_ip),
+            "identity.userAgent" => self.user_agent.clone(),
+            "identity.apiKey" => self.api_key.clone(),
+            "identity.apiKeyId" => self.api_key_id.clone(),
+            "requestTime" => Some(clf_time(self.request_time_epoch_ms)),
+            "requestTimeEpoch" => Some(self.request_time_epoch_ms.to_string()),
+            "status" => self.status.map(|v| v.to_string()),
+            "responseLength" => n(self.response_length),
+            "responseLatency" => n(self.response_latency_ms),
+            "integrationStatus" | "integration.status" | "integration.integrationStatus" => {
+                self.integration_status.map(|v| v.to_string())
+            }
+            "integrationLatency" | "integration.latency" => n(self.integration_latency_ms),
+            "integration.error" => self.integration_error.clone(),
+            "error.message" => self.error.as_ref().and_then(|e| e.message.clone()),
+            "error.messageString" => self.error.as_ref().map(|e| {
+                e.message.as_ref().map_or_else(
+                    || "null".to_string(),
+                    |m| Value::String(m.clone()).to_string(),
+                )
+            }),
+            "error.responseType" => self.error.as_ref().map(|e| e.response_type.clone()),
+            "error.validationErrorString" => self
+                .error
+                .as_ref()
+                .and_then(|e| e.validation_error_string.clone()),
+            "isCanaryRequest" => self.is_canary_request.map(|b| b.to_string()),
+            "xrayTraceId" => self.trace_id.clone(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clf_time_format() {
+        assert_eq!(clf_time(1_700_000_000_123), "14/Nov/2023:22:13:20 +0000");
+    }
+
+    #[test]
+    fn extended_id_shape() {
+        let id = extended_request_id();
+        assert_eq!(id.len(), 16);
+        assert!(id.ends_with('='));
+    }
+
+    #[test]
+    fn message_string_is_quoted_json() {
+        let ctx = RequestContext {
+            error: Some(ErrorContext {
+                message: Some("a \"b\"".into()),
+                response_type: "X".into(),
+                validation_error_string: None,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            ctx.lookup("error.messageString").as_deref(),
+            Some("\"a \\\"b\\\"\"")
+        );
+        let ctx = RequestContext {
+            error: Some(ErrorContext {
+                message: None,
+                response_type: "X".into(),
+                validation_error_string: None,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(ctx.lookup("error.messageString").as_deref(), Some("null"));
+    }
+}

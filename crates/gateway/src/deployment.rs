@@ -1,0 +1,506 @@
+//! Deployments: a project compiled into an immutable runtime snapshot (routers, templates,
+//! regexes, mapping expressions). Everything that can be decided before a request arrives is
+//! decided here, once; the pipeline only reads.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+use turnpike_model::rest::{
+    ContentHandling, GatewayResponseType, IntegrationType, Method, PassthroughBehavior,
+    RestApiDefinition, Stage,
+};
+use turnpike_model::{Diagnostic, Project, ProjectApi, Severity};
+use turnpike_vtl::Template;
+
+use crate::access_log::AccessLog;
+use crate::gateway_response::GatewayResponses;
+use crate::mapping::{self, RequestTarget, Source};
+use crate::router::Router;
+
+/// The whole served configuration. Swapped atomically on reload; requests hold an `Arc` to the
+/// snapshot they started with.
+#[derive(Debug, Default)]
+pub struct Runtime {
+    pub apis: Vec<Arc<Api>>,
+    pub region: String,
+    pub account_id: String,
+}
+
+impl Runtime {
+    /// The API for `id`, or the default API (the first) when the request names none.
+    pub fn api(&self, id: Option<&str>) -> Option<&Arc<Api>> {
+        match id {
+            Some(id) => self.apis.iter().find(|a| a.id == id),
+            None => self.apis.first(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Api {
+    pub id: String,
+    pub name: String,
+    pub deployment_id: String,
+    pub router: Router,
+    pub resources: Vec<Resource>,
+    pub stages: HashMap<String, Arc<StageRuntime>>,
+    pub gateway_responses: GatewayResponses,
+    pub binary_media_types: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Resource {
+    pub id: String,
+    pub path: String,
+    /// Declared methods; `ANY` is kept separately so an explicit method wins.
+    pub methods: Vec<(String, Arc<MethodRuntime>)>,
+    pub any: Option<Arc<MethodRuntime>>,
+}
+
+impl Resource {
+    pub fn method(&self, method: &str) -> Option<&Arc<MethodRuntime>> {
+        self.methods
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, r)| r)
+            .or(self.any.as_ref())
+    }
+}
+
+#[derive(Debug)]
+pub struct MethodRuntime {
+    pub http_method: String,
+    pub resource_id: String,
+    pub resource_path: String,
+    pub model: Method,
+    pub integration: IntegrationRuntime,
+}
+
+#[derive(Debug)]
+pub struct IntegrationRuntime {
+    pub kind: IntegrationType,
+    /// `None` means "the client's method" (`ANY` on HTTP_PROXY).
+    pub http_method: Option<http::Method>,
+    pub uri: Option<UriTemplate>,
+    pub request_parameters: Vec<(RequestTarget, String, Source)>,
+    pub request_templates: Vec<MappingTemplate>,
+    pub passthrough: PassthroughBehavior,
+    pub content_handling: Option<ContentHandling>,
+    pub timeout: Duration,
+    pub responses: Vec<IntegrationResponseRuntime>,
+}
+
+#[derive(Debug)]
+pub struct IntegrationResponseRuntime {
+    pub status: u16,
+    /// Anchored (whole-value) pattern; `None` for the default response.
+    pub pattern: Option<Regex>,
+    pub response_parameters: Vec<(String, Source)>,
+    pub templates: Vec<MappingTemplate>,
+    pub content_handling: Option<ContentHandling>,
+}
+
+/// A compiled mapping template and the content type it is declared for.
+#[derive(Debug)]
+pub struct MappingTemplate {
+    /// Lower-cased media type.
+    pub content_type: String,
+    pub template: Template,
+    /// The template text is empty: on the response side AWS then passes the body through.
+    pub is_empty: bool,
+}
+
+#[derive(Debug)]
+pub struct StageRuntime {
+    pub name: String,
+    pub variables: serde_json::Map<String, serde_json::Value>,
+    pub access_log: Option<Arc<AccessLog>>,
+    pub model: Stage,
+}
+
+/// An integration URI with `{var}` path placeholders and `${stageVariables.x}` references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UriTemplate {
+    pub parts: Vec<UriPart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UriPart {
+    Literal(String),
+    PathVar(String),
+    StageVar(String),
+}
+
+impl UriTemplate {
+    pub fn parse(uri: &str) -> UriTemplate {
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut rest = uri;
+        while let Some(i) = rest.find(['{', '$']) {
+            let (before, at) = rest.split_at(i);
+            lit.push_str(before);
+            if let Some(after) = at.strip_prefix("${stageVariables.") {
+                if let Some(end) = after.find('}') {
+                    if !lit.is_empty() {
+                        parts.push(UriPart::Literal(std::mem::take(&mut lit)));
+                    }
+                    parts.push(UriPart::StageVar(after[..end].to_string()));
+                    rest = &after[end + 1..];
+                    continue;
+                }
+            } else if let Some(after) = at.strip_prefix('{') {
+                if let Some(end) = after.find('}') {
+                    let name = &after[..end];
+                    if !name.is_empty() && !name.contains(['{', '/']) {
+                        if !lit.is_empty() {
+                            parts.push(UriPart::Literal(std::mem::take(&mut lit)));
+                        }
+                        parts.push(UriPart::PathVar(name.trim_end_matches('+').to_string()));
+                        rest = &after[end + 1..];
+                        continue;
+                    }
+                }
+            }
+            lit.push_str(&at[..1]);
+            rest = &at[1..];
+        }
+        lit.push_str(rest);
+        if !lit.is_empty() {
+            parts.push(UriPart::Literal(lit));
+        }
+        UriTemplate { parts }
+    }
+
+    /// Fills the template. Path variables come only from `integration.request.path.*` mappings
+    /// (AWS); unmapped placeholders and undefined stage variables become empty.
+    pub fn render(
+        &self,
+        path_vars: &[(String, String)],
+        stage_vars: &serde_json::Map<String, serde_json::Value>,
+    ) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                UriPart::Literal(s) => out.push_str(s),
+                UriPart::PathVar(n) => {
+                    if let Some((_, v)) = path_vars.iter().find(|(k, _)| k == n) {
+                        out.push_str(v);
+                    }
+                }
+                UriPart::StageVar(n) => {
+                    if let Some(serde_json::Value::String(v)) = stage_vars.get(n) {
+                        out.push_str(v);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Compiles a loaded project. Returns every error found; warnings go to `warnings`.
+pub fn compile(
+    project: &Project,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<Runtime, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let mut apis = Vec::new();
+    for api in &project.apis {
+        match compile_api(api, warnings) {
+            Ok(a) => apis.push(Arc::new(a)),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(Runtime {
+            apis,
+            region: project.region.clone(),
+            account_id: project.account_id.clone(),
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+struct Diag<'a> {
+    file: &'a Path,
+    errors: Vec<Diagnostic>,
+}
+
+impl Diag<'_> {
+    fn error(&mut self, pointer: String, message: String) {
+        self.errors.push(Diagnostic {
+            severity: Severity::Error,
+            file: self.file.to_path_buf(),
+            line: None,
+            column: None,
+            pointer,
+            message,
+        });
+    }
+}
+
+fn escape_pointer(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+fn method_pointer(resource_path: &str, method: &str) -> String {
+    let op = if method == "ANY" {
+        "x-amazon-apigateway-any-method".to_string()
+    } else {
+        method.to_ascii_lowercase()
+    };
+    format!("/paths/{}/{}", escape_pointer(resource_path), op)
+}
+
+/// A deployment id: 6 characters `[a-z0-9]`, like AWS's.
+pub fn new_deployment_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..6)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn compile_api(api: &ProjectApi, _warnings: &mut Vec<Diagnostic>) -> Result<Api, Vec<Diagnostic>> {
+    let def: &RestApiDefinition = &api.definition;
+    let mut d = Diag {
+        file: &api.source,
+        errors: Vec::new(),
+    };
+    let mut router = Router::default();
+    let mut resources = Vec::new();
+    for res in &def.resources {
+        let mut methods = Vec::new();
+        let mut any = None;
+        for (name, m) in &res.resource_methods {
+            let pointer = method_pointer(&res.path, name);
+            let Some(integration) = &m.method_integration else {
+                d.error(pointer, "No integration defined for method".into());
+                continue;
+            };
+            let integration = compile_integration(integration, &pointer, &mut d);
+            let rt = Arc::new(MethodRuntime {
+                http_method: name.clone(),
+                resource_id: res.id.clone(),
+                resource_path: res.path.clone(),
+                model: m.clone(),
+                integration,
+            });
+            if name == "ANY" {
+                any = Some(rt);
+            } else {
+                methods.push((name.clone(), rt));
+            }
+        }
+        if let Err(e) = router.insert(&res.path, resources.len()) {
+            d.error(
+                format!("/paths/{}", escape_pointer(&res.path)),
+                e.to_string(),
+            );
+        }
+        resources.push(Resource {
+            id: res.id.clone(),
+            path: res.path.clone(),
+            methods,
+            any,
+        });
+    }
+    let gateway_responses = GatewayResponses::compile(
+        &def.gateway_responses,
+        &mut |ty: GatewayResponseType, msg| {
+            d.error(
+                format!("/x-amazon-apigateway-gateway-responses/{}", ty.as_str()),
+                msg,
+            )
+        },
+    );
+    let mut stages = HashMap::new();
+    for stage in &api.stages {
+        let access_log = match &stage.access_log_settings {
+            Some(s) => match AccessLog::new(&s.format, s.destination_arn.as_deref()) {
+                Ok(l) => Some(Arc::new(l)),
+                Err(e) => {
+                    d.error(
+                        format!("/stages/{}/accessLogSettings", stage.stage_name),
+                        e.to_string(),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let variables = stage
+            .variables
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        stages.insert(
+            stage.stage_name.clone(),
+            Arc::new(StageRuntime {
+                name: stage.stage_name.clone(),
+                variables,
+                access_log,
+                model: stage.clone(),
+            }),
+        );
+    }
+    if !d.errors.is_empty() {
+        return Err(d.errors);
+    }
+    Ok(Api {
+        id: def.api.id.clone(),
+        name: def.api.name.clone(),
+        deployment_id: new_deployment_id(),
+        router,
+        resources,
+        stages,
+        gateway_responses,
+        binary_media_types: def.api.binary_media_types.clone(),
+    })
+}
+
+fn compile_templates(
+    list: &[(String, String)],
+    pointer: &str,
+    d: &mut Diag<'_>,
+) -> Vec<MappingTemplate> {
+    let mut out = Vec::new();
+    for (ct, src) in list {
+        let p = format!("{pointer}/{}", escape_pointer(ct));
+        match Template::compile(src) {
+            Ok(template) => out.push(MappingTemplate {
+                content_type: ct.to_ascii_lowercase(),
+                template,
+                is_empty: src.trim().is_empty(),
+            }),
+            Err(e) => d.error(p, format!("invalid mapping template: {e}")),
+        }
+    }
+    out
+}
+
+fn compile_integration(
+    i: &turnpike_model::rest::Integration,
+    pointer: &str,
+    d: &mut Diag<'_>,
+) -> IntegrationRuntime {
+    let ip = format!("{pointer}/x-amazon-apigateway-integration");
+    let http_method = match i.http_method.as_deref() {
+        None | Some("ANY") => None,
+        Some(m) => match http::Method::from_bytes(m.as_bytes()) {
+            Ok(m) => Some(m),
+            Err(_) => {
+                d.error(
+                    format!("{ip}/httpMethod"),
+                    format!("invalid HTTP method {m:?}"),
+                );
+                None
+            }
+        },
+    };
+    let mut request_parameters = Vec::new();
+    for (k, v) in &i.request_parameters {
+        let p = format!("{ip}/requestParameters/{}", escape_pointer(k));
+        match (mapping::parse_request_target(k), mapping::parse_source(v)) {
+            (Ok((t, name)), Ok(src)) => request_parameters.push((t, name, src)),
+            (Err(e), _) | (_, Err(e)) => d.error(p, e.to_string()),
+        }
+    }
+    let request_templates =
+        compile_templates(&i.request_templates, &format!("{ip}/requestTemplates"), d);
+    let mut responses = Vec::new();
+    for r in &i.integration_responses {
+        let rp = format!(
+            "{ip}/responses/{}",
+            escape_pointer(r.selection_pattern.as_deref().unwrap_or("default"))
+        );
+        let status = match r.status_code.parse::<u16>() {
+            Ok(s) if (100..=599).contains(&s) => s,
+            _ => {
+                d.error(
+                    format!("{rp}/statusCode"),
+                    format!("invalid status code {:?}", r.status_code),
+                );
+                continue;
+            }
+        };
+        let pattern = match r.selection_pattern.as_deref().filter(|p| !p.is_empty()) {
+            // Java's Pattern.matches semantics: the whole value must match; `.` excludes newlines
+            // as in Java by default.
+            Some(p) => match Regex::new(&format!("^(?:{p})$")) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    d.error(rp.clone(), format!("invalid selectionPattern {p:?}: {e}"));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let mut response_parameters = Vec::new();
+        for (k, v) in &r.response_parameters {
+            let Some(name) = k.strip_prefix("method.response.header.") else {
+                d.error(
+                    format!("{rp}/responseParameters/{}", escape_pointer(k)),
+                    format!("Invalid mapping expression specified: {k}"),
+                );
+                continue;
+            };
+            match mapping::parse_source(v) {
+                Ok(src) => response_parameters.push((name.to_string(), src)),
+                Err(e) => d.error(
+                    format!("{rp}/responseParameters/{}", escape_pointer(k)),
+                    e.to_string(),
+                ),
+            }
+        }
+        let templates =
+            compile_templates(&r.response_templates, &format!("{rp}/responseTemplates"), d);
+        responses.push(IntegrationResponseRuntime {
+            status,
+            pattern,
+            response_parameters,
+            templates,
+            content_handling: r.content_handling,
+        });
+    }
+    IntegrationRuntime {
+        kind: i.kind,
+        http_method,
+        uri: i.uri.as_deref().map(UriTemplate::parse),
+        request_parameters,
+        request_templates,
+        passthrough: i.passthrough_behavior,
+        content_handling: i.content_handling,
+        timeout: Duration::from_millis(i.timeout_in_millis.clamp(50, 29_000)),
+        responses,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_template() {
+        let t = UriTemplate::parse("http://${stageVariables.host}/pets/{id}?x={q}&y=$z");
+        let vars = vec![
+            ("id".to_string(), "7".to_string()),
+            ("q".to_string(), "a".to_string()),
+        ];
+        let mut sv = serde_json::Map::new();
+        sv.insert("host".into(), "example.com:81".into());
+        assert_eq!(
+            t.render(&vars, &sv),
+            "http://example.com:81/pets/7?x=a&y=$z"
+        );
+        let t = UriTemplate::parse("http://h/{proxy}");
+        assert_eq!(
+            t.render(&[("proxy".into(), "a/b".into())], &sv),
+            "http://h/a/b"
+        );
+        assert_eq!(t.render(&[], &serde_json::Map::new()), "http://h/");
+    }
+}

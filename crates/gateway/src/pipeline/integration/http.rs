@@ -1,0 +1,285 @@
+//! HTTP and HTTP_PROXY integrations.
+//!
+//! HTTP_PROXY streams both bodies without buffering and forwards the client's headers and query
+//! string (less the ones AWS drops), with mapped parameters applied on top. HTTP (non-proxy)
+//! sends only mapped parameters plus AWS's defaults and buffers both sides so templates can
+//! run.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::context;
+use crate::error::GatewayError;
+use crate::pipeline::integration_request::{self, IntegrationRequest};
+use crate::pipeline::integration_response::{self, IntegrationOutput};
+use crate::pipeline::Invocation;
+use crate::Gateway;
+
+/// Client headers that never reach an HTTP_PROXY integration (recorded against AWS), plus
+/// `Host` and `Content-Encoding` which AWS does not pass by default.
+const DROPPED_REQUEST_HEADERS: [&str; 15] = [
+    "connection",
+    "content-md5",
+    "expect",
+    "max-forwards",
+    "proxy-authenticate",
+    "server",
+    "te",
+    "transfer-encoding",
+    "trailer",
+    "upgrade",
+    "www-authenticate",
+    "via",
+    "host",
+    "content-encoding",
+    "keep-alive",
+];
+
+/// Integration response headers AWS renames to `x-amzn-Remapped-{name}` (HTTP header names are
+/// case-insensitive; hyper writes them in lower case).
+const REMAPPED_RESPONSE_HEADERS: [(&str, &str); 5] = [
+    ("connection", "x-amzn-remapped-connection"),
+    ("content-length", "x-amzn-remapped-content-length"),
+    ("date", "x-amzn-remapped-date"),
+    ("server", "x-amzn-remapped-server"),
+    ("x-amzn-requestid", "x-amzn-remapped-x-amzn-requestid"),
+];
+
+fn header_value(s: &str) -> Result<HeaderValue, GatewayError> {
+    HeaderValue::from_str(s).map_err(|_| {
+        GatewayError::internal(format!(
+            "mapped header value {s:?} is not a valid header value"
+        ))
+    })
+}
+
+fn header_name(s: &str) -> Result<HeaderName, GatewayError> {
+    HeaderName::from_bytes(s.as_bytes())
+        .map_err(|_| GatewayError::internal(format!("mapped header name {s:?} is not valid")))
+}
+
+const QUERY_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+fn encode(s: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(s, QUERY_ENCODE)
+}
+
+/// Builds the backend URL: URI template + path mappings, then `raw_query` (proxy only) and
+/// the mapped query parameters.
+fn backend_uri(
+    inv: &Invocation,
+    mapped: &IntegrationRequest,
+    raw_query: Option<&str>,
+) -> Result<Uri, GatewayError> {
+    let Some(template) = &inv.method.integration.uri else {
+        return Err(GatewayError::configuration("integration has no uri"));
+    };
+    let mut url = template.render(&mapped.path, &inv.stage.variables);
+    let mut first = !url.contains('?');
+    let mut push = |url: &mut String, piece: &str| {
+        url.push(if first { '?' } else { '&' });
+        first = false;
+        url.push_str(piece);
+    };
+    if let Some(q) = raw_query.filter(|q| !q.is_empty()) {
+        push(&mut url, q);
+    }
+    for (k, v) in &mapped.query {
+        let piece = format!("{}={}", encode(k), encode(v));
+        push(&mut url, &piece);
+    }
+    let uri: Uri = url.parse().map_err(|_| {
+        GatewayError::internal(format!(
+            "Execution failed due to configuration error: Invalid endpoint address {url:?}"
+        ))
+    })?;
+    if uri.host().is_none_or(str::is_empty) || !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(GatewayError::internal(format!(
+            "Execution failed due to configuration error: Invalid endpoint address {url:?}"
+        )));
+    }
+    Ok(uri)
+}
+
+fn outgoing_method(inv: &Invocation) -> http::Method {
+    inv.method
+        .integration
+        .http_method
+        .clone()
+        .unwrap_or_else(|| inv.parts.method.clone())
+}
+
+/// Sends the request with the integration's timeout and classifies failures as AWS does.
+async fn send(
+    gw: &Gateway,
+    inv: &mut Invocation,
+    req: Request<Body>,
+) -> Result<Response<Incoming>, GatewayError> {
+    let started = Instant::now();
+    let timeout = inv.method.integration.timeout;
+    let result = tokio::time::timeout(timeout, gw.upstream.client().request(req)).await;
+    inv.ctx.integration_latency_ms = Some(started.elapsed().as_millis() as u64);
+    match result {
+        Err(_) => {
+            inv.ctx.integration_error = Some("timeout".into());
+            Err(GatewayError::integration_timeout().with_detail(format!(
+                "Execution failed: endpoint request timed out after {} ms",
+                timeout.as_millis()
+            )))
+        }
+        Ok(Err(e)) => {
+            inv.ctx.integration_error = Some(e.to_string());
+            if e.is_connect() {
+                Err(GatewayError::internal(format!(
+                    "Execution failed due to configuration error: Invalid endpoint address ({e:?})"
+                )))
+            } else {
+                Err(GatewayError::integration_failure(format!(
+                    "Network error communicating with endpoint: {e:?}"
+                )))
+            }
+        }
+        Ok(Ok(resp)) => {
+            inv.ctx.integration_status = Some(resp.status().as_u16());
+            Ok(resp)
+        }
+    }
+}
+
+fn add_gateway_headers(h: &mut HeaderMap, inv: &Invocation) {
+    let trace = inv.ctx.trace_id.clone().unwrap_or_default();
+    if let Ok(v) = HeaderValue::from_str(&trace) {
+        h.insert(HeaderName::from_static("x-amzn-trace-id"), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&inv.api.id) {
+        h.insert(HeaderName::from_static("x-amzn-apigateway-api-id"), v);
+    }
+}
+
+fn default_user_agent(inv: &Invocation) -> HeaderValue {
+    HeaderValue::from_str(&format!("AmazonAPIGateway_{}", inv.api.id))
+        .unwrap_or(HeaderValue::from_static("AmazonAPIGateway"))
+}
+
+/// HTTP_PROXY: stream the request to the backend and its response back.
+pub async fn proxy(
+    gw: &Gateway,
+    inv: &mut Invocation,
+    body: Incoming,
+) -> Result<Response<Body>, GatewayError> {
+    inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
+    let mapped = integration_request::map_parameters(inv, &[])?;
+    let uri = backend_uri(inv, &mapped, inv.parts.uri.query())?;
+    let mut headers = HeaderMap::with_capacity(inv.parts.headers.len() + 4);
+    for (k, v) in &inv.parts.headers {
+        if !DROPPED_REQUEST_HEADERS.contains(&k.as_str()) {
+            headers.append(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in &mapped.headers {
+        headers.insert(header_name(k)?, header_value(v)?);
+    }
+    add_gateway_headers(&mut headers, inv);
+    if !headers.contains_key(header::USER_AGENT) {
+        headers.insert(header::USER_AGENT, default_user_agent(inv));
+    }
+    let limit = gw.limits.max_payload_bytes;
+    let mut req = Request::new(Body::stream(http_body_util::Limited::new(body, limit)));
+    *req.method_mut() = outgoing_method(inv);
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    let resp = send(gw, inv, req).await?;
+    let (parts, body) = resp.into_parts();
+    let mut out = Response::new(Body::stream(body));
+    *out.status_mut() = parts.status;
+    let h = out.headers_mut();
+    for (k, v) in parts.headers {
+        let Some(k) = k else { continue };
+        if k == header::TRANSFER_ENCODING || k == header::VIA {
+            continue;
+        }
+        if let Some((_, remapped)) = REMAPPED_RESPONSE_HEADERS
+            .iter()
+            .find(|(n, _)| *n == k.as_str())
+        {
+            h.append(HeaderName::from_static(remapped), v.clone());
+            // The body is streamed unchanged, so its length still frames the response.
+            if k == header::CONTENT_LENGTH {
+                h.insert(header::CONTENT_LENGTH, v);
+            }
+            continue;
+        }
+        h.append(k, v);
+    }
+    Ok(out)
+}
+
+/// HTTP (non-proxy): mapped request, buffered backend response, integration responses.
+pub async fn invoke(
+    gw: &Gateway,
+    inv: &mut Invocation,
+    body: Bytes,
+) -> Result<Response<Body>, GatewayError> {
+    inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
+    let mapped = integration_request::prepare(inv, body)?;
+    let uri = backend_uri(inv, &mapped, None)?;
+    let mut headers = HeaderMap::new();
+    headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    headers.insert(header::USER_AGENT, default_user_agent(inv));
+    let method = outgoing_method(inv);
+    if !matches!(
+        method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    ) {
+        if let Some(ct) = inv.parts.headers.get(header::CONTENT_TYPE) {
+            headers.insert(header::CONTENT_TYPE, ct.clone());
+        }
+    }
+    for (k, v) in &mapped.headers {
+        headers.insert(header_name(k)?, header_value(v)?);
+    }
+    add_gateway_headers(&mut headers, inv);
+    let mut req = Request::new(Body::full(mapped.body.clone()));
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    let resp = send(gw, inv, req).await?;
+    let (parts, body) = resp.into_parts();
+    let limit = gw.limits.max_payload_bytes;
+    let body = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            return Err(GatewayError::integration_failure(format!(
+                "reading the endpoint response failed: {e}"
+            )))
+        }
+    };
+    let mut resp = integration_response::respond(
+        inv,
+        IntegrationOutput {
+            selector: parts.status.as_u16().to_string(),
+            headers: parts.headers,
+            body,
+        },
+    )?;
+    if let Some(t) = inv
+        .ctx
+        .trace_id
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
+    {
+        resp.headers_mut()
+            .insert(HeaderName::from_static("x-amzn-trace-id"), t);
+    }
+    Ok(resp)
+}

@@ -1,0 +1,128 @@
+//! The REST API request pipeline, in AWS's execution order, one module per step:
+//!
+//! 1. [`route`]: API and stage from the invoke URL, payload limits, resource + method match.
+//! 2. Access control, throttling, validation and caching arrive with their own modules.
+//! 3. [`integration_request`]: parameter mapping, template selection, passthrough.
+//! 4. [`integration`]: MOCK, HTTP, HTTP_PROXY.
+//! 5. [`integration_response`]: response selection, response mapping and templates.
+//! 6. [`method_response`]: headers every response carries, access log.
+//!
+//! Any step may fail with a [`GatewayError`], which short-circuits to the gateway response.
+
+pub mod integration;
+pub mod integration_request;
+pub mod integration_response;
+pub mod method_response;
+pub mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use turnpike_model::rest::IntegrationType;
+
+use crate::body::Body;
+use crate::context::RequestContext;
+use crate::deployment::{Api, MethodRuntime, Runtime, StageRuntime};
+use crate::error::GatewayError;
+use crate::gateway_response::FailedRequest;
+use crate::Gateway;
+
+/// One matched request on its way through the pipeline.
+pub struct Invocation {
+    pub api: Arc<Api>,
+    pub stage: Arc<StageRuntime>,
+    pub method: Arc<MethodRuntime>,
+    pub parts: http::request::Parts,
+    pub path_params: Vec<(String, String)>,
+    /// Decoded query parameters, in order.
+    pub query: Vec<(String, String)>,
+    pub ctx: RequestContext,
+}
+
+impl Invocation {
+    pub fn failed_request(&self) -> FailedRequest<'_> {
+        FailedRequest {
+            ctx: &self.ctx,
+            headers: &self.parts.headers,
+            path_params: &self.path_params,
+            query: &self.query,
+            stage_variables: &self.stage.variables,
+        }
+    }
+}
+
+/// Serves one request end to end. Never fails: every error becomes a response.
+pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
+    let runtime: Arc<Runtime> = gw.runtime();
+    let mut ctx = route::initial_context(&runtime, &req, peer);
+    let routed = route::route(&runtime, req, &mut ctx, &gw.limits);
+    let (mut response, stage) = match routed {
+        Err(early) => (early.response, early.stage),
+        Ok((inv, body)) => {
+            let stage = Some(inv.stage.clone());
+            (run(gw, inv, body, &mut ctx).await, stage)
+        }
+    };
+    method_response::finish(&mut response, &mut ctx, started, stage.as_deref());
+    response
+}
+
+async fn run(
+    gw: &Gateway,
+    mut inv: Invocation,
+    body: Incoming,
+    ctx_out: &mut RequestContext,
+) -> Response<Body> {
+    let result = match inv.method.integration.kind {
+        IntegrationType::HttpProxy => integration::http::proxy(gw, &mut inv, body).await,
+        IntegrationType::Http => match read_body(body, gw.limits.max_payload_bytes).await {
+            Ok(b) => integration::http::invoke(gw, &mut inv, b).await,
+            Err(e) => Err(e),
+        },
+        IntegrationType::Mock => match read_body(body, gw.limits.max_payload_bytes).await {
+            Ok(b) => integration::mock::invoke(&mut inv, b),
+            Err(e) => Err(e),
+        },
+        IntegrationType::Aws | IntegrationType::AwsProxy => {
+            Err(GatewayError::configuration(format!(
+                "integration type {:?} is not supported by this version of Turnpike",
+                inv.method.integration.kind
+            )))
+        }
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(d) = &e.detail {
+                tracing::warn!(request_id = %inv.ctx.request_id, response_type = %e.kind, "{d}");
+            }
+            inv.api.gateway_responses.render(&e, &inv.failed_request())
+        }
+    };
+    *ctx_out = std::mem::take(&mut inv.ctx);
+    response
+}
+
+/// Reads a whole request body, bounded by `limit`.
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(route::too_large_error())
+            } else {
+                Err(GatewayError::internal(format!(
+                    "reading the request body failed: {e}"
+                )))
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Step 1: find the API, the stage and the (resource, method) a request is for, and enforce the
+//! request limits AWS applies before routing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use turnpike_model::rest::GatewayResponseType;
+
+use crate::address;
+use crate::body::Body;
+use crate::context::{self, RequestContext};
+use crate::deployment::{Runtime, StageRuntime};
+use crate::error::GatewayError;
+use crate::gateway_response::FailedRequest;
+use crate::pipeline::Invocation;
+use crate::Limits;
+
+/// A response decided before the request reached an integration.
+pub struct Early {
+    pub response: Response<Body>,
+    pub stage: Option<Arc<StageRuntime>>,
+}
+
+pub fn too_large_error() -> GatewayError {
+    GatewayError::new(GatewayResponseType::RequestTooLarge, "Request Too Long")
+}
+
+/// AWS's fixed answer to a payload over 10 MB (this response cannot be customised).
+pub fn too_large_response(limit: usize) -> Response<Body> {
+    let mut r = Response::new(Body::full(Bytes::from(format!(
+        "HTTP content length exceeded {limit} bytes."
+    ))));
+    *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text; charset=utf-8"),
+    );
+    r
+}
+
+fn json_error(
+    status: StatusCode,
+    body: String,
+    error_type: Option<&'static str>,
+) -> Response<Body> {
+    let mut r = Response::new(Body::full(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(t) = error_type {
+        r.headers_mut()
+            .insert("x-amzn-errortype", HeaderValue::from_static(t));
+    }
+    r
+}
+
+/// A client-supplied `x-amzn-RequestId` is honoured when it is a UUID (AWS).
+fn request_id<B>(req: &Request<B>) -> String {
+    req.headers()
+        .get("x-amzn-requestid")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        .unwrap_or_else(uuid::Uuid::new_v4)
+        .to_string()
+}
+
+pub fn host_of<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+}
+
+pub fn initial_context<B>(runtime: &Runtime, req: &Request<B>, peer: SocketAddr) -> RequestContext {
+    let now = context::now_epoch_ms();
+    let host = host_of(req).unwrap_or_default();
+    RequestContext {
+        account_id: runtime.account_id.clone(),
+        request_id: request_id(req),
+        extended_request_id: context::extended_request_id(),
+        domain_name: host
+            .rsplit_once(':')
+            .map_or(host, |(h, p)| {
+                if p.chars().all(|c| c.is_ascii_digit()) {
+                    h
+                } else {
+                    host
+                }
+            })
+            .to_string(),
+        http_method: req.method().as_str().to_string(),
+        protocol: "HTTP/1.1",
+        source_ip: context::source_ip_string(peer.ip()),
+        user_agent: req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        request_time_epoch_ms: now,
+        ..Default::default()
+    }
+}
+
+/// Decodes a query string as AWS does: `+` is a space, percent escapes are decoded.
+pub fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
+    let Some(raw) = raw else { return Vec::new() };
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode_component(k), decode_component(v))
+        })
+        .collect()
+}
+
+fn decode_component(s: &str) -> String {
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+pub fn route(
+    runtime: &Runtime,
+    req: Request<Incoming>,
+    ctx: &mut RequestContext,
+    limits: &Limits,
+) -> Result<(Invocation, Incoming), Box<Early>> {
+    let early = |response| {
+        Box::new(Early {
+            response,
+            stage: None,
+        })
+    };
+    if req.uri().path().len() + req.uri().query().map_or(0, |q| q.len() + 1) > limits.max_url_bytes
+    {
+        return Err(early(json_error(
+            StatusCode::URI_TOO_LONG,
+            "{\"message\":\"Request-URI Too Long\"}".into(),
+            None,
+        )));
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > limits.max_header_bytes {
+        return Err(early(json_error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "{\"message\":\"Request Header Fields Too Large\"}".into(),
+            None,
+        )));
+    }
+    let host = host_of(&req).map(str::to_string);
+    let target = address::resolve(host.as_deref(), req.uri().path());
+    let Some(api) = runtime.api(target.api_id.as_deref()).cloned() else {
+        let body = match &target.api_id {
+            Some(id) => format!("{{\"message\":\"The API id '{id}' does not correspond to a deployed API Gateway API\"}}"),
+            None => "{\"message\":\"No API is deployed on this gateway\"}".to_string(),
+        };
+        return Err(early(json_error(
+            StatusCode::NOT_FOUND,
+            body,
+            Some("NotFoundException"),
+        )));
+    };
+    ctx.api_id = api.id.clone();
+    ctx.deployment_id = api.deployment_id.clone();
+    let Some(stage) = api.stages.get(target.stage).cloned() else {
+        return Err(early(json_error(
+            StatusCode::FORBIDDEN,
+            "{\"message\":\"Forbidden\"}".into(),
+            Some("ForbiddenException"),
+        )));
+    };
+    ctx.stage = stage.name.clone();
+    ctx.path = format!("/{}{}", stage.name, target.path);
+    let resource_path = target.path.to_string();
+
+    let (parts, body) = req.into_parts();
+    let query = parse_query(parts.uri.query());
+    let fail = |err: GatewayError,
+                ctx: &RequestContext,
+                parts: &http::request::Parts,
+                stage: &Arc<StageRuntime>| {
+        let fr = FailedRequest {
+            ctx,
+            headers: &parts.headers,
+            path_params: &[],
+            query: &query,
+            stage_variables: &stage.variables,
+        };
+        Box::new(Early {
+            response: api.gateway_responses.render(&err, &fr),
+            stage: Some(stage.clone()),
+        })
+    };
+
+    let declared_len = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|n| n > limits.max_payload_bytes as u64) {
+        return Err(Box::new(Early {
+            response: too_large_response(limits.max_payload_bytes),
+            stage: Some(stage),
+        }));
+    }
+
+    let method = parts.method.as_str();
+    let Some(m) = api.router.find(&resource_path, |i| {
+        api.resources
+            .get(i)
+            .is_some_and(|r| r.method(method).is_some())
+    }) else {
+        return Err(fail(
+            GatewayError::missing_authentication_token(),
+            ctx,
+            &parts,
+            &stage,
+        ));
+    };
+    let Some(method_rt) = api
+        .resources
+        .get(m.resource)
+        .and_then(|r| r.method(method))
+        .cloned()
+    else {
+        return Err(fail(
+            GatewayError::missing_authentication_token(),
+            ctx,
+            &parts,
+            &stage,
+        ));
+    };
+    ctx.resource_id = method_rt.resource_id.clone();
+    ctx.resource_path = method_rt.resource_path.clone();
+    let inv = Invocation {
+        api,
+        stage,
+        method: method_rt,
+        parts,
+        path_params: m.params,
+        query,
+        ctx: std::mem::take(ctx),
+    };
+    Ok((inv, body))
+}
