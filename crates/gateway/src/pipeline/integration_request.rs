@@ -8,7 +8,7 @@ use turnpike_vtl::{Limits, Params, RenderInput};
 
 use crate::error::GatewayError;
 use crate::mapping::{self, MappingInput, RequestTarget};
-use crate::pipeline::Invocation;
+use crate::pipeline::{content_handling, Invocation};
 
 /// What the integration is called with.
 #[derive(Debug, Default)]
@@ -137,12 +137,14 @@ pub fn prepare(inv: &Invocation, body: Bytes) -> Result<IntegrationRequest, Gate
         if !allowed {
             return Err(GatewayError::unsupported_media_type());
         }
-        req.body = body;
+        let binary = content_handling::is_binary(&inv.api.binary_media_types, &content_type);
+        req.body = content_handling::convert_request(body, binary, integration.content_handling)?;
         return Ok(req);
     };
     let context = inv.ctx.to_json();
     let params = template_params(inv);
-    let text = String::from_utf8_lossy(&body);
+    let binary = content_handling::is_binary(&inv.api.binary_media_types, &content_type);
+    let text = content_handling::template_text(&body, binary);
     let input = RenderInput {
         body: &text,
         params: &params,
@@ -172,7 +174,13 @@ pub fn prepare(inv: &Invocation, body: Bytes) -> Result<IntegrationRequest, Gate
         req.path.retain(|(n, _)| *n != name);
         req.path.push((name, value));
     }
-    req.body = Bytes::from(rendered.output);
+    // A rendered template is text; CONVERT_TO_BINARY then decodes it (base64) for the backend.
+    req.body = match integration.content_handling {
+        Some(turnpike_model::rest::ContentHandling::ConvertToBinary) => {
+            content_handling::base64_decode(rendered.output.as_bytes())?
+        }
+        _ => Bytes::from(rendered.output),
+    };
     req.templated = true;
     Ok(req)
 }

@@ -11,7 +11,7 @@ use crate::deployment::IntegrationResponseRuntime;
 use crate::error::GatewayError;
 use crate::mapping::{self, MappingInput};
 use crate::pipeline::integration_request::{media_type, template_params};
-use crate::pipeline::Invocation;
+use crate::pipeline::{content_handling, Invocation};
 
 /// What the integration answered.
 pub struct IntegrationOutput {
@@ -20,6 +20,8 @@ pub struct IntegrationOutput {
     pub selector: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The payload is binary (its Content-Type is one of the API's binary media types).
+    pub binary: bool,
 }
 
 /// First response whose pattern matches the whole selector, else the default one.
@@ -80,12 +82,13 @@ pub fn respond(
         })
         .or_else(|| templates.first());
     let mut status = chosen.status;
+    let mut payload_binary = out.binary;
     let (content_type, body) = match template {
         Some(t) => {
             let ct = &t.content_type;
             let context = inv.ctx.to_json();
             let params = template_params(inv);
-            let text = String::from_utf8_lossy(&out.body);
+            let text = content_handling::template_text(&out.body, out.binary);
             let input = RenderInput {
                 body: &text,
                 params: &params,
@@ -108,6 +111,8 @@ pub fn respond(
                 }
             }
             // An empty template passes the integration body through (AWS).
+            // An empty template passes the integration body through (AWS); a rendered one is text.
+            payload_binary = t.is_empty && out.binary;
             let body = if t.is_empty {
                 out.body.clone()
             } else {
@@ -117,6 +122,17 @@ pub fn respond(
         }
         None => ("application/json".to_string(), out.body.clone()),
     };
+    let list = &inv.api.binary_media_types;
+    let accept_binary = accept
+        .as_deref()
+        .is_some_and(|a| content_handling::is_binary(list, a));
+    let body = content_handling::convert_response(
+        body,
+        payload_binary,
+        accept_binary,
+        !list.is_empty(),
+        chosen.content_handling,
+    )?;
     let mut resp = Response::new(Body::full(body));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     let h = resp.headers_mut();

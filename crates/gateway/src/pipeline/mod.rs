@@ -9,6 +9,7 @@
 //!
 //! Any step may fail with a [`GatewayError`], which short-circuits to the gateway response.
 
+pub mod content_handling;
 pub mod integration;
 pub mod integration_request;
 pub mod integration_response;

@@ -18,7 +18,7 @@ use crate::context;
 use crate::error::GatewayError;
 use crate::pipeline::integration_request::{self, IntegrationRequest};
 use crate::pipeline::integration_response::{self, IntegrationOutput};
-use crate::pipeline::Invocation;
+use crate::pipeline::{content_handling, Invocation};
 use crate::Gateway;
 
 /// Client headers that never reach an HTTP_PROXY integration (recorded against AWS), plus
@@ -264,12 +264,20 @@ pub async fn invoke(
             )))
         }
     };
+    let backend_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(integration_request::media_type)
+        .unwrap_or_default();
+    let binary = content_handling::is_binary(&inv.api.binary_media_types, &backend_type);
     let mut resp = integration_response::respond(
         inv,
         IntegrationOutput {
             selector: parts.status.as_u16().to_string(),
             headers: parts.headers,
             body,
+            binary,
         },
     )?;
     if let Some(t) = inv

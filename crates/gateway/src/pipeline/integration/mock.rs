@@ -52,6 +52,7 @@ pub fn invoke(inv: &mut Invocation, body: Bytes) -> Result<Response<Body>, Gatew
             selector: status.to_string(),
             headers: HeaderMap::new(),
             body: Bytes::new(),
+            binary: false,
         },
     )
 }
