@@ -1,1 +1,55 @@
-fn main() {}
+//! `turnpike`: serve API Gateway definitions locally, exactly as AWS would.
+
+mod render;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "turnpike", version, about = "A self-hosted API gateway that behaves like Amazon API Gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a project file (turnpike.yaml) or an OpenAPI/Swagger definition.
+    Serve(serve::ServeArgs),
+    /// Check a project file or definition and list every error and unsupported feature.
+    Validate {
+        /// Project file or OpenAPI/Swagger definition (JSON or YAML).
+        file: PathBuf,
+        /// Stage to create for a bare OpenAPI definition.
+        #[arg(long)]
+        stage: Option<String>,
+    },
+    /// Render a mapping template against a request, like the console's test invoke.
+    Render(render::RenderArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TURNPIKE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Validate { file, stage } => serve::validate(&file, stage),
+        Command::Render(args) => render::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

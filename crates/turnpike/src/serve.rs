@@ -1,0 +1,221 @@
+//! `turnpike serve` and `turnpike validate`: load, compile, serve, hot-reload, drain.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+use turnpike_gateway::server::{self, ServerOptions};
+use turnpike_gateway::{Gateway, Limits, Runtime};
+use turnpike_model::{Diagnostic, LoadOptions, Project, Severity};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4567";
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Project file (turnpike.yaml) or OpenAPI/Swagger definition (JSON or YAML).
+    file: PathBuf,
+    /// Address to listen on (overrides the project file).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Stage to create for a bare OpenAPI definition.
+    #[arg(long)]
+    stage: Option<String>,
+    /// Do not reload when the definition files change.
+    #[arg(long)]
+    no_watch: bool,
+    /// Seconds to wait for in-flight requests on shutdown.
+    #[arg(long, default_value_t = 30)]
+    drain_timeout: u64,
+    /// Seconds a client has to send a complete request head.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+}
+
+fn print_diagnostics(diags: &[Diagnostic]) {
+    for d in diags {
+        eprintln!("{d}");
+    }
+}
+
+/// Loads and compiles; on failure prints every diagnostic and returns `None`.
+fn build(file: &Path, stage: Option<String>) -> Result<(Project, Runtime), Vec<Diagnostic>> {
+    let project = turnpike_model::load_project(file, &LoadOptions { stage }).map_err(|e| e.diagnostics)?;
+    let mut warnings = Vec::new();
+    let runtime = turnpike_gateway::compile(&project, &mut warnings)?;
+    let mut project = project;
+    project.warnings.extend(warnings);
+    Ok((project, runtime))
+}
+
+pub fn validate(file: &Path, stage: Option<String>) -> anyhow::Result<ExitCode> {
+    match build(file, stage) {
+        Ok((project, _)) => {
+            print_diagnostics(&project.warnings);
+            let methods: usize = project
+                .apis
+                .iter()
+                .flat_map(|a| &a.definition.resources)
+                .map(|r| r.resource_methods.len())
+                .sum();
+            println!(
+                "{}: OK ({} API(s), {} method(s), {} warning(s))",
+                file.display(),
+                project.apis.len(),
+                methods,
+                project.warnings.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(diags) => {
+            print_diagnostics(&diags);
+            let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
+            eprintln!("{}: {} error(s)", file.display(), errors);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let (project, runtime) = match build(&args.file, args.stage.clone()) {
+        Ok(x) => x,
+        Err(diags) => {
+            print_diagnostics(&diags);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    print_diagnostics(&project.warnings);
+    let listen = args.listen.clone().or_else(|| project.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let addr: SocketAddr = listen.parse().with_context(|| format!("invalid listen address {listen:?}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    rt.block_on(async move {
+        let listener = server::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        print_invoke_urls(&project, local);
+        let gateway = Arc::new(Gateway::new(runtime, Limits::default()));
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone());
+        let _watcher = if args.no_watch {
+            None
+        } else {
+            Some(watch(&project, args.file.clone(), args.stage.clone(), gateway.clone())?)
+        };
+        let opts = ServerOptions {
+            drain_timeout: Duration::from_secs(args.drain_timeout),
+            header_read_timeout: Duration::from_secs(args.header_timeout.max(1)),
+            ..ServerOptions::default()
+        };
+        server::serve(gateway, listener, opts, shutdown).await;
+        eprintln!("turnpike stopped");
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn print_invoke_urls(project: &Project, local: SocketAddr) {
+    let port = local.port();
+    let host = if local.ip().is_unspecified() { "127.0.0.1".to_string() } else { local.ip().to_string() };
+    // One line per stage, machine-readable enough for scripts waiting on startup.
+    println!("turnpike listening on http://{host}:{port}");
+    for (i, api) in project.apis.iter().enumerate() {
+        let id = &api.definition.api.id;
+        for stage in &api.stages {
+            let s = &stage.stage_name;
+            if i == 0 {
+                println!("  {} ({id}) stage {s}: http://{host}:{port}/{s}/", api.definition.api.name);
+            }
+            println!("  {} ({id}) stage {s}: http://{id}.execute-api.localhost:{port}/{s}/", api.definition.api.name);
+            println!("  {} ({id}) stage {s}: http://{host}:{port}/_aws/execute-api/{id}/{s}/", api.definition.api.name);
+        }
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install the SIGTERM handler");
+                    let _ = ctrl_c.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        shutdown.cancel();
+    });
+}
+
+/// Watches the project file and every definition it names; a change reloads the whole project
+/// and swaps it in atomically. An invalid edit keeps the running deployment and reports every
+/// error.
+fn watch(
+    project: &Project,
+    file: PathBuf,
+    stage: Option<String>,
+    gateway: Arc<Gateway>,
+) -> anyhow::Result<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut watched: Vec<PathBuf> = vec![file.clone()];
+    watched.extend(project.apis.iter().map(|a| a.source.clone()));
+    let canonical: Vec<PathBuf> = watched.iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect();
+    let filter = canonical.clone();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev {
+            let relevant = ev.paths.iter().any(|p| {
+                let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                filter.iter().any(|f| *f == p)
+            });
+            if relevant && !matches!(ev.kind, notify::EventKind::Access(_)) {
+                let _ = tx.send(());
+            }
+        }
+    })
+    .context("starting the file watcher")?;
+    // Watch directories, not files: editors replace files by renaming, which drops file watches.
+    let mut dirs: Vec<PathBuf> = canonical.iter().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
+    dirs.sort();
+    dirs.dedup();
+    for d in &dirs {
+        watcher.watch(d, RecursiveMode::NonRecursive).with_context(|| format!("watching {}", d.display()))?;
+    }
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Debounce bursts of events from one save.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            while rx.try_recv().is_ok() {}
+            let f = file.clone();
+            let s = stage.clone();
+            let built = tokio::task::spawn_blocking(move || build(&f, s)).await;
+            match built {
+                Ok(Ok((project, runtime))) => {
+                    print_diagnostics(&project.warnings);
+                    gateway.swap(runtime);
+                    tracing::info!(file = %file.display(), "definition reloaded");
+                }
+                Ok(Err(diags)) => {
+                    print_diagnostics(&diags);
+                    tracing::error!(file = %file.display(), errors = diags.len(), "reload failed; still serving the previous deployment");
+                }
+                Err(e) => tracing::error!(error = %e, "reload task failed"),
+            }
+        }
+    });
+    Ok(watcher)
+}
