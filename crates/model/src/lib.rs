@@ -5,9 +5,21 @@
 //! types, whose serde form is AWS's own JSON.
 
 pub mod diagnostics;
+pub mod ids;
+mod load;
+pub mod openapi;
+mod project;
 pub mod rest;
+pub mod source;
+pub mod unsupported;
+pub mod validate;
+mod walk;
 
 pub use diagnostics::{Diagnostic, Severity};
+pub use load::{import_openapi, load_project, LoadError, LoadOptions};
+pub use unsupported::{
+    unsupported_features, unsupported_stage_features, Feature, NOT_YET_EMULATED,
+};
 
 use std::path::PathBuf;
 
@@ -28,6 +40,9 @@ pub struct Project {
     /// Everything Turnpike accepted but does not (yet) emulate, unknown extensions, and other
     /// findings that do not stop the project from serving.
     pub warnings: Vec<Diagnostic>,
+    /// The project file's `functions:` section, kept as written (reserved for Lambda emulation;
+    /// not interpreted yet). `None` for bare definitions or when absent.
+    pub functions: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -36,4 +51,7 @@ pub struct ProjectApi {
     pub source: PathBuf,
     pub definition: rest::RestApiDefinition,
     pub stages: Vec<rest::Stage>,
+    /// JSON pointer → line/column of the definition file, for positioning later diagnostics
+    /// (see [`ProjectApi::diagnostic`]).
+    pub source_map: source::SourceMap,
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Every HTTP method a REST API method may be declared with (`ANY` expands to the other seven).
-pub const HTTP_METHODS: [&str; 8] = ["GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS", "HEAD", "ANY"];
+pub const HTTP_METHODS: [&str; 8] = [
+    "GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS", "HEAD", "ANY",
+];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -53,7 +55,10 @@ pub struct EndpointConfiguration {
 impl Default for EndpointConfiguration {
     fn default() -> Self {
         // AWS's default for imported APIs is EDGE.
-        EndpointConfiguration { types: vec![EndpointType::Edge], vpc_endpoint_ids: Vec::new() }
+        EndpointConfiguration {
+            types: vec![EndpointType::Edge],
+            vpc_endpoint_ids: Vec::new(),
+        }
     }
 }
 
@@ -201,7 +206,11 @@ pub struct Integration {
     pub tls_config: Option<TlsConfig>,
     /// In declaration order (AWS's map is keyed by status; the order decides between
     /// several matching selection patterns).
-    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "integration_responses")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "integration_responses"
+    )]
     pub integration_responses: Vec<IntegrationResponse>,
 }
 
@@ -401,7 +410,11 @@ pub struct Authorizer {
     pub identity_validation_expression: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorizer_result_ttl_in_seconds: Option<u32>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", rename = "providerARNs")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        rename = "providerARNs"
+    )]
     pub provider_arns: Vec<String>,
 }
 
@@ -468,6 +481,29 @@ pub struct Stage {
     pub tracing_enabled: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_settings: Option<CanarySettings>,
+}
+
+/// The `methodSettings` key of a method: `{resourcePath}/{HTTP_METHOD}` with the resource path as
+/// written in [`Resource::path`] (`/pets/GET`, `/pets/{id}/DELETE`; the root resource gives
+/// `//GET`). The stage-wide defaults use `*/*`.
+pub fn method_setting_key(resource_path: &str, http_method: &str) -> String {
+    format!("{resource_path}/{http_method}")
+}
+
+impl Stage {
+    /// The settings that apply to a method: its own entry (already filled from the `*/*`
+    /// defaults at load time, as AWS does), else the `*/*` defaults, else AWS's defaults.
+    pub fn effective_method_setting(
+        &self,
+        resource_path: &str,
+        http_method: &str,
+    ) -> MethodSetting {
+        self.method_settings
+            .get(&method_setting_key(resource_path, http_method))
+            .or_else(|| self.method_settings.get("*/*"))
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -578,7 +614,9 @@ mod integration_responses {
         m.end()
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IntegrationResponse>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<IntegrationResponse>, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = Vec<IntegrationResponse>;
