@@ -140,7 +140,10 @@ impl AccessLog {
             match s {
                 Segment::Literal(l) => line.push_str(l),
                 // AWS writes `-` for variables without a value.
-                Segment::Var(v) => line.push_str(ctx.lookup(v).as_deref().unwrap_or("-")),
+                Segment::Var(v) => match ctx.lookup(v) {
+                    Some(s) if !s.is_empty() => line.push_str(&s),
+                    _ => line.push('-'),
+                },
             }
         }
         line.push('\n');
