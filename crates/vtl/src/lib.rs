@@ -6,7 +6,12 @@
 //!
 //! See `crates/vtl/README.md` for the AWS behaviour decisions this engine makes.
 
+mod ast;
+mod eval;
+mod java;
 mod jsonpath;
+mod parser;
+mod value;
 
 pub use jsonpath::{json_path, JsonPathError, JsonPathResult};
 
@@ -14,9 +19,17 @@ pub use jsonpath::{json_path, JsonPathError, JsonPathResult};
 pub const MAX_TEMPLATE_BYTES: usize = 300 * 1024;
 
 /// A compiled mapping template. `Send + Sync`; share it behind an `Arc`.
-#[derive(Debug, Clone)]
 pub struct Template {
-    source_len: usize,
+    compiled: parser::Compiled,
+}
+
+impl std::fmt::Debug for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Template")
+            .field("nodes", &self.compiled.nodes.len())
+            .field("macros", &self.compiled.macros.len())
+            .finish()
+    }
 }
 
 impl Template {
@@ -34,22 +47,20 @@ impl Template {
             });
         }
         Ok(Template {
-            source_len: source.len(),
+            compiled: parser::compile(source)?,
         })
     }
 
     /// Render the template for one request.
-    pub fn render(
-        &self,
-        _input: &RenderInput<'_>,
-        _limits: &Limits,
-    ) -> Result<Rendered, RenderError> {
-        let _ = self.source_len;
-        Err(RenderError::Runtime {
-            line: 1,
-            column: 1,
-            message: "not implemented yet".into(),
-        })
+    ///
+    /// The body is parsed as JSON at most once, and only if the template asks for it
+    /// (`$input.path` / `$input.json`).
+    pub fn render(&self, input: &RenderInput<'_>, limits: &Limits) -> Result<Rendered, RenderError> {
+        let body_json = std::cell::OnceCell::new();
+        let input = *input;
+        let mut ev = eval::Eval::new(&self.compiled, &input, &body_json, limits);
+        ev.run_template()?;
+        Ok(ev.finish())
     }
 }
 
