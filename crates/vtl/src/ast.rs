@@ -36,7 +36,11 @@ impl LineIndex {
         while end > start && !self.src.is_char_boundary(end) {
             end -= 1;
         }
-        let col = self.src.get(start..end).map(|s| s.chars().count()).unwrap_or(0);
+        let col = self
+            .src
+            .get(start..end)
+            .map(|s| s.chars().count())
+            .unwrap_or(0);
         (line + 1, col + 1)
     }
 }

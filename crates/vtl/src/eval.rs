@@ -72,7 +72,10 @@ impl<'r> Args<'r> {
         if i < 4 {
             std::mem::take(&mut self.buf[i])
         } else {
-            self.extra.get_mut(i - 4).map(std::mem::take).unwrap_or_default()
+            self.extra
+                .get_mut(i - 4)
+                .map(std::mem::take)
+                .unwrap_or_default()
         }
     }
 }
@@ -142,8 +145,16 @@ impl<'r> Eval<'r> {
 
     pub(crate) fn finish(self) -> Rendered {
         let overlay = self.overlay.borrow();
-        let req = overlay.map.get("requestOverride").cloned().unwrap_or_default();
-        let resp = overlay.map.get("responseOverride").cloned().unwrap_or_default();
+        let req = overlay
+            .map
+            .get("requestOverride")
+            .cloned()
+            .unwrap_or_default();
+        let resp = overlay
+            .map
+            .get("responseOverride")
+            .cloned()
+            .unwrap_or_default();
         let mut ov = Overrides::default();
         if let Value::Map(m) = &req {
             let m = m.borrow();
@@ -318,14 +329,16 @@ impl<'r> Eval<'r> {
     fn render_ref(&mut self, r: &'r RefExpr) -> R<()> {
         // Fast path: $util.escapeJavaScript(x) writes straight into the output.
         if r.root == SLOT_UTIL && r.parts.len() == 1 {
-            if let (Value::Util, Access::Method(m, args)) = (&self.vars[SLOT_UTIL as usize], &r.parts[0]) {
+            if let (Value::Util, Access::Method(m, args)) =
+                (&self.vars[SLOT_UTIL as usize], &r.parts[0])
+            {
                 if m.id == MethodId::EscapeJavaScript && args.len() == 1 {
                     let v = self.expr(&args[0])?;
                     match v.as_str() {
                         Some(s) => java::escape_javascript(s, &mut self.out),
                         None if v.is_null() => {}
                         None => {
-                            let s = self.to_string(&v)?;
+                            let s = self.stringify(&v)?;
                             java::escape_javascript(&s, &mut self.out);
                         }
                     }
@@ -457,7 +470,10 @@ impl<'r> Eval<'r> {
             let item = match &it {
                 It::Slice(a) => a.get(i).map(Value::from_json).unwrap_or_default(),
                 It::Refs(v) => v.get(i).map(|j| Value::from_json(j)).unwrap_or_default(),
-                It::CtxRefs(v) => v.get(i).map(|j| Value::from_ctx_json(j)).unwrap_or_default(),
+                It::CtxRefs(v) => v
+                    .get(i)
+                    .map(|j| Value::from_ctx_json(j))
+                    .unwrap_or_default(),
                 It::Vals(v) => v.get(i).cloned().unwrap_or_default(),
                 It::List(l) => l.borrow().items.get(i).cloned().unwrap_or_default(),
                 It::Range(a, b) => {
@@ -680,7 +696,9 @@ impl<'r> Eval<'r> {
                 }
                 Access::Method(m, args) => {
                     if m.id.is_mutating() && matches!(cur, Value::Json(_) | Value::CtxJson(_)) {
-                        let prefix_ok = r.parts[..i].iter().all(|p| !matches!(p, Access::Method(..)));
+                        let prefix_ok = r.parts[..i]
+                            .iter()
+                            .all(|p| !matches!(p, Access::Method(..)));
                         if prefix_ok {
                             cur = self.materialize(r, i)?;
                         } else if let Value::Json(j) = cur {
@@ -742,7 +760,9 @@ impl<'r> Eval<'r> {
         Ok(match base {
             Value::Null => Value::Null,
             Value::Json(J::Object(o)) => o.get(name).map(Value::from_json).unwrap_or_default(),
-            Value::CtxJson(J::Object(o)) => o.get(name).map(Value::from_ctx_json).unwrap_or_default(),
+            Value::CtxJson(J::Object(o)) => {
+                o.get(name).map(Value::from_ctx_json).unwrap_or_default()
+            }
             Value::Map(m) => m.borrow().map.get(name).cloned().unwrap_or_default(),
             Value::Json(J::Array(a)) if name == "empty" => Value::Bool(a.is_empty()),
             Value::List(l) if name == "empty" => Value::Bool(l.borrow().items.is_empty()),
@@ -760,7 +780,11 @@ impl<'r> Eval<'r> {
                 _ => Value::Null,
             },
             Value::Context => self.context_get(name),
-            Value::StageVars => self.stage.get(name).map(Value::from_json).unwrap_or_default(),
+            Value::StageVars => self
+                .stage
+                .get(name)
+                .map(Value::from_json)
+                .unwrap_or_default(),
             Value::Params => match name {
                 "path" => Value::ParamSection(Section::Path),
                 "querystring" => Value::ParamSection(Section::Querystring),
@@ -818,9 +842,10 @@ impl<'r> Eval<'r> {
     fn index(&mut self, base: &Value<'r>, key: &Value<'r>) -> R<Value<'r>> {
         match (base, key) {
             (Value::Null, _) => Ok(Value::Null),
-            (Value::Json(J::Array(a)), Value::Int(i)) => {
-                Ok(list_idx(a.len(), *i).and_then(|i| a.get(i)).map(Value::from_json).unwrap_or_default())
-            }
+            (Value::Json(J::Array(a)), Value::Int(i)) => Ok(list_idx(a.len(), *i)
+                .and_then(|i| a.get(i))
+                .map(Value::from_json)
+                .unwrap_or_default()),
             (Value::List(l), Value::Int(i)) => {
                 let l = l.borrow();
                 Ok(list_idx(l.items.len(), *i)
@@ -841,7 +866,7 @@ impl<'r> Eval<'r> {
         match k {
             Value::Str(s) => Ok(s.to_string()),
             Value::BStr(s) => Ok(s.to_string()),
-            other => self.to_string(other),
+            other => self.stringify(other),
         }
     }
 
@@ -971,8 +996,8 @@ impl<'r> Eval<'r> {
             if a.is_null() || b.is_null() {
                 return Ok(Value::Null);
             }
-            let mut s = self.to_string(&a)?;
-            let t = self.to_string(&b)?;
+            let mut s = self.stringify(&a)?;
+            let t = self.stringify(&b)?;
             self.check_size(s.len() + t.len())?;
             s.push_str(&t);
             return Ok(Value::string(s));
@@ -981,9 +1006,18 @@ impl<'r> Eval<'r> {
             (Value::Int(x), Value::Int(y)) => {
                 let (x, y) = (*x, *y);
                 match op {
-                    BinOp::Add => x.checked_add(y).map(Value::Int).unwrap_or(Value::Float(x as f64 + y as f64)),
-                    BinOp::Sub => x.checked_sub(y).map(Value::Int).unwrap_or(Value::Float(x as f64 - y as f64)),
-                    BinOp::Mul => x.checked_mul(y).map(Value::Int).unwrap_or(Value::Float(x as f64 * y as f64)),
+                    BinOp::Add => x
+                        .checked_add(y)
+                        .map(Value::Int)
+                        .unwrap_or(Value::Float(x as f64 + y as f64)),
+                    BinOp::Sub => x
+                        .checked_sub(y)
+                        .map(Value::Int)
+                        .unwrap_or(Value::Float(x as f64 - y as f64)),
+                    BinOp::Mul => x
+                        .checked_mul(y)
+                        .map(Value::Int)
+                        .unwrap_or(Value::Float(x as f64 * y as f64)),
                     BinOp::Div => {
                         if y == 0 {
                             Value::Null
@@ -1040,8 +1074,8 @@ impl<'r> Eval<'r> {
                 if let (Some(x), Some(y)) = (a.as_str(), b.as_str()) {
                     return Ok(x == y);
                 }
-                let x = self.to_string(a)?;
-                let y = self.to_string(b)?;
+                let x = self.stringify(a)?;
+                let y = self.stringify(b)?;
                 Ok(x == y)
             }
         }
@@ -1062,7 +1096,7 @@ impl<'r> Eval<'r> {
                     if a.is_number() || b.is_number() {
                         false
                     } else {
-                        self.to_string(a)? == self.to_string(b)?
+                        self.stringify(a)? == self.stringify(b)?
                     }
                 }
             },
@@ -1071,7 +1105,7 @@ impl<'r> Eval<'r> {
 
     // ------------------------------------------------------------- formatting
 
-    pub(crate) fn to_string(&mut self, v: &Value<'r>) -> R<String> {
+    pub(crate) fn stringify(&mut self, v: &Value<'r>) -> R<String> {
         if let Some(s) = v.as_str() {
             return Ok(s.to_string());
         }
@@ -1297,7 +1331,7 @@ impl<'r> Eval<'r> {
                 buf.push('}');
             }
             other => {
-                let s = self.to_string(other)?;
+                let s = self.stringify(other)?;
                 json_quote(&s, buf);
             }
         }
@@ -1311,14 +1345,20 @@ impl<'r> Eval<'r> {
             return Ok(self.regexes[i].1.clone());
         }
         self.charge(pattern.len() * 64 + 1024)?;
-        let translated = java::translate_java_regex(pattern)
-            .map_err(|e| self.err_at(pos, format!("unsupported regular expression {pattern:?}: {e}")))?;
+        let translated = java::translate_java_regex(pattern).map_err(|e| {
+            self.err_at(
+                pos,
+                format!("unsupported regular expression {pattern:?}: {e}"),
+            )
+        })?;
         let re = regex::RegexBuilder::new(&translated)
             .size_limit(1 << 20)
             .dfa_size_limit(1 << 20)
             .nest_limit(64)
             .build()
-            .map_err(|e| self.err_at(pos, format!("invalid regular expression {pattern:?}: {e}")))?;
+            .map_err(|e| {
+                self.err_at(pos, format!("invalid regular expression {pattern:?}: {e}"))
+            })?;
         let re = Rc::new(re);
         if self.regexes.len() >= REGEX_CACHE {
             self.regexes.remove(0);
@@ -1339,7 +1379,7 @@ impl<'r> Eval<'r> {
             Value::Input => self.input_call(id, &a, pos),
             Value::Str(_) | Value::BStr(_) => self.string_call(&recv, id, &a, pos),
             Value::Block(_) => {
-                let s = self.to_string(&recv)?;
+                let s = self.stringify(&recv)?;
                 self.string_call(&Value::string(s), id, &a, pos)
             }
             Value::Int(_) | Value::Float(_) => self.number_call(&recv, id, &a),
@@ -1367,7 +1407,7 @@ impl<'r> Eval<'r> {
                 M::GetKey => e.0.clone(),
                 M::GetValue => e.1.clone(),
                 M::ToString => {
-                    let s = self.to_string(&recv)?;
+                    let s = self.stringify(&recv)?;
                     Value::string(s)
                 }
                 _ => Value::Null,
@@ -1392,7 +1432,7 @@ impl<'r> Eval<'r> {
         }
         let s = match arg.as_str() {
             Some(s) => std::borrow::Cow::Borrowed(s),
-            None => std::borrow::Cow::Owned(self.to_string(&arg)?),
+            None => std::borrow::Cow::Owned(self.stringify(&arg)?),
         };
         self.charge(s.len())?;
         Ok(match id {
@@ -1429,17 +1469,34 @@ impl<'r> Eval<'r> {
             }
             M::Path | M::Json => {
                 let path = match a.get(0) {
-                    Value::Null => return Ok(if id == M::Json { Value::BStr("\"\"") } else { Value::Null }),
+                    Value::Null => {
+                        return Ok(if id == M::Json {
+                            Value::BStr("\"\"")
+                        } else {
+                            Value::Null
+                        })
+                    }
                     other => self.key_string(other)?,
                 };
                 let Some(root) = self.body_json() else {
-                    return Ok(if id == M::Json { Value::BStr("\"\"") } else { Value::Null });
+                    return Ok(if id == M::Json {
+                        Value::BStr("\"\"")
+                    } else {
+                        Value::Null
+                    });
                 };
                 let res = if path == "$" {
                     JsonPathResult::Single(root)
                 } else {
-                    let cp = CompiledPath::parse(&path)
-                        .map_err(|e| self.err_at(pos, format!("$input.{}: {e}", if id == M::Json { "json" } else { "path" })))?;
+                    let cp = CompiledPath::parse(&path).map_err(|e| {
+                        self.err_at(
+                            pos,
+                            format!(
+                                "$input.{}: {e}",
+                                if id == M::Json { "json" } else { "path" }
+                            ),
+                        )
+                    })?;
                     cp.eval(root)
                 };
                 if id == M::Json {
@@ -1469,9 +1526,13 @@ impl<'r> Eval<'r> {
     fn number_call(&mut self, recv: &Value<'r>, id: MethodId, a: &Args<'r>) -> R<Value<'r>> {
         use MethodId as M;
         Ok(match id {
-            M::ToString => Value::string(self.to_string(recv)?),
+            M::ToString => Value::string(self.stringify(recv)?),
             M::IntValue | M::LongValue => match recv {
-                Value::Int(i) => Value::Int(if id == M::IntValue { *i as i32 as i64 } else { *i }),
+                Value::Int(i) => Value::Int(if id == M::IntValue {
+                    *i as i32 as i64
+                } else {
+                    *i
+                }),
                 Value::Float(f) => Value::Int(*f as i64),
                 _ => Value::Null,
             },
@@ -1489,7 +1550,13 @@ impl<'r> Eval<'r> {
         })
     }
 
-    fn string_call(&mut self, recv: &Value<'r>, id: MethodId, a: &Args<'r>, pos: Pos) -> R<Value<'r>> {
+    fn string_call(
+        &mut self,
+        recv: &Value<'r>,
+        id: MethodId,
+        a: &Args<'r>,
+        pos: Pos,
+    ) -> R<Value<'r>> {
         use MethodId as M;
         let s: &str = recv.as_str().unwrap_or("");
         // Arguments as strings (None when the argument is null).
@@ -1500,7 +1567,9 @@ impl<'r> Eval<'r> {
             }
         };
         let arg_int = |i: usize| -> Option<i64> { to_int(a.get(i)) };
-        let oob = |this: &Self, what: &str| this.err_at(pos, format!("String index out of range: {what}"));
+        let oob = |this: &Self, what: &str| {
+            this.err_at(pos, format!("String index out of range: {what}"))
+        };
         Ok(match id {
             M::Length => Value::Int(java::utf16_len(s) as i64),
             M::ToString => recv.clone(),
@@ -1523,7 +1592,10 @@ impl<'r> Eval<'r> {
                 if b < 0 || e > len as i64 || b > e {
                     return Err(oob(self, &format!("begin {b}, end {e}, length {len}")));
                 }
-                let (Some(bb), Some(eb)) = (java::utf16_to_byte(s, b as usize), java::utf16_to_byte(s, e as usize)) else {
+                let (Some(bb), Some(eb)) = (
+                    java::utf16_to_byte(s, b as usize),
+                    java::utf16_to_byte(s, e as usize),
+                ) else {
                     return Err(oob(self, "index inside a surrogate pair"));
                 };
                 Value::str(&s[bb..eb])
@@ -1542,8 +1614,9 @@ impl<'r> Eval<'r> {
                         None => s.rfind(needle.as_str()),
                         Some(from) if from < 0 => None,
                         Some(from) => {
-                            let lim = java::utf16_to_byte(s, (from as usize).min(java::utf16_len(s)))
-                                .unwrap_or(s.len());
+                            let lim =
+                                java::utf16_to_byte(s, (from as usize).min(java::utf16_len(s)))
+                                    .unwrap_or(s.len());
                             let end = (lim + needle.len()).min(s.len());
                             let mut end = end;
                             while !s.is_char_boundary(end) {
@@ -1635,11 +1708,15 @@ impl<'r> Eval<'r> {
                     return Ok(Value::Null);
                 };
                 let re = self.regex(&pat, pos)?;
-                let rep = java::translate_java_replacement(&rep, re.captures_len().saturating_sub(1))
-                    .map_err(|e| self.err_at(pos, format!("invalid replacement: {e}")))?;
+                let rep =
+                    java::translate_java_replacement(&rep, re.captures_len().saturating_sub(1))
+                        .map_err(|e| self.err_at(pos, format!("invalid replacement: {e}")))?;
                 self.charge(s.len() * 2)?;
                 let out = if id == M::ReplaceAll {
-                    let n = re.find_iter(s).take(self.limits.max_output_bytes + 1).count();
+                    let n = re
+                        .find_iter(s)
+                        .take(self.limits.max_output_bytes + 1)
+                        .count();
                     self.check_size(s.len() + n.saturating_mul(rep.len() + 16))?;
                     re.replace_all(s, rep.as_str()).into_owned()
                 } else {
@@ -1671,7 +1748,13 @@ impl<'r> Eval<'r> {
         })
     }
 
-    fn list_call(&mut self, recv: &Value<'r>, id: MethodId, a: &mut Args<'r>, _pos: Pos) -> R<Value<'r>> {
+    fn list_call(
+        &mut self,
+        recv: &Value<'r>,
+        id: MethodId,
+        a: &mut Args<'r>,
+        _pos: Pos,
+    ) -> R<Value<'r>> {
         use MethodId as M;
         let items: Option<&'r [J]> = match recv {
             Value::Json(J::Array(v)) => Some(v.as_slice()),
@@ -1696,7 +1779,7 @@ impl<'r> Eval<'r> {
                 Some(i) => list_idx(len, i).map(get).unwrap_or_default(),
                 None => Value::Null,
             },
-            M::ToString => Value::string(self.to_string(recv)?),
+            M::ToString => Value::string(self.stringify(recv)?),
             M::Contains | M::IndexOf | M::LastIndexOf => {
                 let needle = a.take(0);
                 let mut found: Option<usize> = None;
@@ -1873,7 +1956,10 @@ impl<'r> Eval<'r> {
             }
             Value::Params => vec![
                 (Value::BStr("path"), Value::ParamSection(Section::Path)),
-                (Value::BStr("querystring"), Value::ParamSection(Section::Querystring)),
+                (
+                    Value::BStr("querystring"),
+                    Value::ParamSection(Section::Querystring),
+                ),
                 (Value::BStr("header"), Value::ParamSection(Section::Header)),
             ],
             Value::ParamSection(s) => {
@@ -1884,7 +1970,12 @@ impl<'r> Eval<'r> {
                     }
                 }
                 seen.into_iter()
-                    .map(|k| (Value::BStr(k), Value::BStr(self.param_in(*s, k).unwrap_or(""))))
+                    .map(|k| {
+                        (
+                            Value::BStr(k),
+                            Value::BStr(self.param_in(*s, k).unwrap_or("")),
+                        )
+                    })
                     .collect()
             }
             _ => Vec::new(),
@@ -1960,7 +2051,7 @@ impl<'r> Eval<'r> {
                 }
             }
             M::ToString => {
-                let s = self.to_string(recv)?;
+                let s = self.stringify(recv)?;
                 Value::string(s)
             }
             M::Equals => {
@@ -2163,7 +2254,9 @@ fn write_json(j: &J, buf: &mut String) {
 fn deep_owned_hidden<'r>(j: &J) -> Value<'r> {
     match j {
         J::Object(o) => Value::map(
-            o.iter().map(|(k, v)| (k.clone(), deep_owned_hidden(v))).collect(),
+            o.iter()
+                .map(|(k, v)| (k.clone(), deep_owned_hidden(v)))
+                .collect(),
             true,
         ),
         other => Value::from_owned_json(other.clone()),
@@ -2176,7 +2269,9 @@ fn to_json(v: &Value<'_>) -> J {
         Value::Null => J::Null,
         Value::Bool(b) => J::Bool(*b),
         Value::Int(i) => J::from(*i),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(J::Number)
+            .unwrap_or(J::Null),
         Value::Str(s) => J::String(s.to_string()),
         Value::BStr(s) => J::String(s.to_string()),
         Value::Json(j) | Value::CtxJson(j) => (*j).clone(),

@@ -250,7 +250,9 @@ pub(crate) fn translate_java_regex(p: &str) -> Result<String, String> {
                         out.push_str(&regex::escape(&lit));
                     }
                     'Z' => out.push_str(r"(?:\n?\z)"),
-                    'h' => out.push_str(r"[ \t\xA0\x{1680}\x{180e}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}]"),
+                    'h' => out.push_str(
+                        r"[ \t\xA0\x{1680}\x{180e}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}]",
+                    ),
                     'R' => out.push_str(r"(?:\r\n|[\n\x0B\x0C\r\x{85}\x{2028}\x{2029}])"),
                     'e' => out.push_str(r"\x1B"),
                     'c' => {
@@ -364,7 +366,9 @@ pub(crate) fn translate_java_replacement(r: &str, group_count: usize) -> Result<
                         match chars.next() {
                             Some('}') => break,
                             Some(x) => name.push(x),
-                            None => return Err("named capturing group is missing trailing '}'".into()),
+                            None => {
+                                return Err("named capturing group is missing trailing '}'".into())
+                            }
                         }
                     }
                     let _ = write!(out, "${{{name}}}");
@@ -435,7 +439,10 @@ mod tests {
 
     #[test]
     fn base64() {
-        assert_eq!(base64_encode("{\"kinesis\": \"snapshot\"}"), "eyJraW5lc2lzIjogInNuYXBzaG90In0=");
+        assert_eq!(
+            base64_encode("{\"kinesis\": \"snapshot\"}"),
+            "eyJraW5lc2lzIjogInNuYXBzaG90In0="
+        );
         assert_eq!(base64_decode("aGVsbG8=").unwrap(), "hello");
         assert_eq!(base64_decode("aGVsbG8").unwrap(), "hello");
         assert!(base64_decode("!!").is_err());

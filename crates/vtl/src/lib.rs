@@ -55,7 +55,11 @@ impl Template {
     ///
     /// The body is parsed as JSON at most once, and only if the template asks for it
     /// (`$input.path` / `$input.json`).
-    pub fn render(&self, input: &RenderInput<'_>, limits: &Limits) -> Result<Rendered, RenderError> {
+    pub fn render(
+        &self,
+        input: &RenderInput<'_>,
+        limits: &Limits,
+    ) -> Result<Rendered, RenderError> {
         let body_json = std::cell::OnceCell::new();
         let input = *input;
         let mut ev = eval::Eval::new(&self.compiled, &input, &body_json, limits);

@@ -8,6 +8,7 @@
 //!   when nothing but spaces/tabs separates it from the previous directive,
 //!   reference, comment or the template start);
 //! * `##` comments eat their newline.
+//!
 //! Everything else is output verbatim.
 
 use crate::ast::*;
@@ -343,7 +344,10 @@ impl<'s> Parser<'s> {
                                 continue;
                             }
                             // Leading spaces/tabs of a fresh text token are eaten.
-                            if self.b[run_start..hash].iter().all(|&c| c == b' ' || c == b'\t') {
+                            if self.b[run_start..hash]
+                                .iter()
+                                .all(|&c| c == b' ' || c == b'\t')
+                            {
                                 let cut = hash - run_start;
                                 let keep = text.len().saturating_sub(cut);
                                 text.truncate(keep);
@@ -381,7 +385,9 @@ impl<'s> Parser<'s> {
                         }
                         "end" => {
                             if matches!(kind, BlockKind::Top | BlockKind::Interp) {
-                                return Err(self.err_at(hash, "#end without matching block directive"));
+                                return Err(
+                                    self.err_at(hash, "#end without matching block directive")
+                                );
                             }
                             self.pos = after;
                             self.gobble_newline();
@@ -599,11 +605,14 @@ impl<'s> Parser<'s> {
         let var = match self.reference()? {
             Some(r) if r.parts.is_empty() => r.root,
             _ => {
-                return Err(self.err_at(var_at, "#foreach requires a simple reference as its loop variable"))
+                return Err(self.err_at(
+                    var_at,
+                    "#foreach requires a simple reference as its loop variable",
+                ))
             }
         };
         self.skip_ws();
-        if !(self.starts_with("in") && !self.peek_at(2).is_some_and(is_ident_char)) {
+        if !self.starts_with("in") || self.peek_at(2).is_some_and(is_ident_char) {
             return Err(self.err_at(self.pos, "expected 'in' in #foreach"));
         }
         self.pos += 2;
@@ -655,7 +664,11 @@ impl<'s> Parser<'s> {
                     let at = self.pos;
                     match self.reference()? {
                         Some(r) if r.parts.is_empty() => params.push(r.root),
-                        _ => return Err(self.err_at(at, "macro parameters must be simple references")),
+                        _ => {
+                            return Err(
+                                self.err_at(at, "macro parameters must be simple references")
+                            )
+                        }
                     }
                 }
                 _ => return Err(self.err_at(self.pos, "expected a $parameter or ')' in #macro")),
@@ -666,8 +679,7 @@ impl<'s> Parser<'s> {
             return Err(self.err_at(hash, "missing #end for #macro"));
         }
         self.leave();
-        self.macros
-            .insert(name.into(), MacroDef { params, body });
+        self.macros.insert(name.into(), MacroDef { params, body });
         Ok(())
     }
 
@@ -805,7 +817,9 @@ impl<'s> Parser<'s> {
                                     _ => {
                                         return Err(self.err_at(
                                             call_at,
-                                            &format!("expected ',' or ')' in arguments of .{name}()"),
+                                            &format!(
+                                                "expected ',' or ')' in arguments of .{name}()"
+                                            ),
                                         ))
                                     }
                                 }
@@ -1000,7 +1014,12 @@ impl<'s> Parser<'s> {
             b'"' => self.string_literal(true),
             b'\'' => self.string_literal(false),
             b'0'..=b'9' => self.number(),
-            b'-' if self.peek_at(1).is_some_and(|d| d.is_ascii_digit() || d == b'.') => self.number(),
+            b'-' if self
+                .peek_at(1)
+                .is_some_and(|d| d.is_ascii_digit() || d == b'.') =>
+            {
+                self.number()
+            }
             b'.' if self.peek_at(1).is_some_and(|d| d.is_ascii_digit()) => self.number(),
             b'(' => {
                 self.pos += 1;
@@ -1032,7 +1051,11 @@ impl<'s> Parser<'s> {
                     }
                     self.pos += 1;
                     self.leave();
-                    return Ok(Expr::Range(Box::new(first), Box::new(second), self.pos_of(at)));
+                    return Ok(Expr::Range(
+                        Box::new(first),
+                        Box::new(second),
+                        self.pos_of(at),
+                    ));
                 }
                 let mut items = vec![first];
                 loop {
@@ -1078,7 +1101,9 @@ impl<'s> Parser<'s> {
                             self.pos += 1;
                             break;
                         }
-                        _ => return Err(self.err_at(self.pos, "expected ',' or '}' in map literal")),
+                        _ => {
+                            return Err(self.err_at(self.pos, "expected ',' or '}' in map literal"))
+                        }
                     }
                 }
                 self.leave();
@@ -1200,7 +1225,10 @@ fn unescape_unicode(s: &str) -> String {
     while let Some(i) = rest.find("\\u") {
         out.push_str(&rest[..i]);
         let hex = rest.get(i + 2..i + 6);
-        match hex.and_then(|h| u32::from_str_radix(h, 16).ok()).and_then(char::from_u32) {
+        match hex
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .and_then(char::from_u32)
+        {
             Some(ch) if hex.is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())) => {
                 out.push(ch);
                 rest = &rest[i + 6..];

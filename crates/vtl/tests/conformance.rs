@@ -216,7 +216,14 @@ fn check_overrides(
             diffs.push(format!("context_overrides.{k}: missing in {root}"));
             continue;
         }
-        json_matches(ev, cur, true, bound, &format!("context_overrides.{k}"), diffs);
+        json_matches(
+            ev,
+            cur,
+            true,
+            bound,
+            &format!("context_overrides.{k}"),
+            diffs,
+        );
     }
 }
 
@@ -326,7 +333,10 @@ fn aws_recorded_render_cases() {
             failures.push(format!("  {id}:\n    {d}"));
         }
     }
-    assert!(ran >= 30, "expected the corpus to have render cases, found {ran}");
+    assert!(
+        ran >= 30,
+        "expected the corpus to have render cases, found {ran}"
+    );
     assert!(
         failures.is_empty(),
         "{} of {ran} render cases failed:\n{}",
@@ -353,8 +363,12 @@ fn pipeline_templates_render() {
         // HTTP echo pipelines: request template renders the client body, the echo
         // returns it, the response template renders that.
         let id = case["id"].as_str().unwrap_or("?");
-        let req_t = case["request_template"]["application/json"].as_str().unwrap_or("");
-        let resp_t = case["response_template"]["application/json"].as_str().unwrap_or("");
+        let req_t = case["request_template"]["application/json"]
+            .as_str()
+            .unwrap_or("");
+        let resp_t = case["response_template"]["application/json"]
+            .as_str()
+            .unwrap_or("");
         let body = case["request"]["body"].as_str().unwrap_or("");
         let render = |t: &str, body: &str| -> String {
             let tpl = Template::compile(t).expect("compiles");
@@ -377,5 +391,9 @@ fn pipeline_templates_render() {
             failures.push(format!("  {id}: {out:?} != expected {want:?}"));
         }
     }
-    assert!(failures.is_empty(), "pipeline renders failed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "pipeline renders failed:\n{}",
+        failures.join("\n")
+    );
 }
