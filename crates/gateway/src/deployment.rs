@@ -3,7 +3,6 @@
 //! decided here, once; the pipeline only reads.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -226,20 +225,15 @@ pub fn compile(
 }
 
 struct Diag<'a> {
-    file: &'a Path,
+    api: &'a ProjectApi,
     errors: Vec<Diagnostic>,
 }
 
 impl Diag<'_> {
+    /// Records an error located (file, line, column) through the definition's source map.
     fn error(&mut self, pointer: String, message: String) {
-        self.errors.push(Diagnostic {
-            severity: Severity::Error,
-            file: self.file.to_path_buf(),
-            line: None,
-            column: None,
-            pointer,
-            message,
-        });
+        self.errors
+            .push(self.api.diagnostic(Severity::Error, &pointer, message));
     }
 }
 
@@ -267,7 +261,7 @@ pub fn new_deployment_id() -> String {
 fn compile_api(api: &ProjectApi, _warnings: &mut Vec<Diagnostic>) -> Result<Api, Vec<Diagnostic>> {
     let def: &RestApiDefinition = &api.definition;
     let mut d = Diag {
-        file: &api.source,
+        api,
         errors: Vec::new(),
     };
     let mut router = Router::default();
