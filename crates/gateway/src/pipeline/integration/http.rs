@@ -203,8 +203,13 @@ pub async fn proxy(
     let mut out = Response::new(Body::stream(body));
     *out.status_mut() = parts.status;
     let h = out.headers_mut();
+    // `HeaderMap::into_iter` names only the first value of a repeated header.
+    let mut name: Option<HeaderName> = None;
     for (k, v) in parts.headers {
-        let Some(k) = k else { continue };
+        if k.is_some() {
+            name = k;
+        }
+        let Some(k) = name.clone() else { continue };
         if k == header::TRANSFER_ENCODING || k == header::VIA {
             continue;
         }
