@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "turnpike", version, about = "A self-hosted API gateway that behaves like Amazon API Gateway")]
+#[command(
+    name = "turnpike",
+    version,
+    about = "A self-hosted API gateway that behaves like Amazon API Gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -61,20 +61,30 @@ fn merge(base: &mut Value, over: Value) {
 
 pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
     let source = if args.template.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin()).context("reading the template from standard input")?
+        std::io::read_to_string(std::io::stdin())
+            .context("reading the template from standard input")?
     } else {
-        std::fs::read_to_string(&args.template).with_context(|| format!("reading {}", args.template.display()))?
+        std::fs::read_to_string(&args.template)
+            .with_context(|| format!("reading {}", args.template.display()))?
     };
     let template = match Template::compile(&source) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{}:{}:{}: error: {}", args.template.display(), e.line, e.column, e.message);
+            eprintln!(
+                "{}:{}:{}: error: {}",
+                args.template.display(),
+                e.line,
+                e.column,
+                e.message
+            );
             return Ok(ExitCode::FAILURE);
         }
     };
     let body = match (&args.body, &args.body_file) {
         (Some(b), _) => b.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+        (None, Some(f)) => {
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
+        }
         (None, None) => String::new(),
     };
     let params = Params {
@@ -82,8 +92,10 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
         querystring: pairs(&args.query, '=', "--query")?,
         header: pairs(&args.headers, ':', "--header")?,
     };
-    let stage_variables: Map<String, Value> =
-        pairs(&args.stage_vars, '=', "--stage-var")?.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    let stage_variables: Map<String, Value> = pairs(&args.stage_vars, '=', "--stage-var")?
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
     let mut context = json!({
         "accountId": turnpike_model::DEFAULT_ACCOUNT_ID,
         "apiId": "testapi123",
@@ -105,7 +117,12 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
         }
         merge(&mut context, over);
     }
-    let input = RenderInput { body: &body, params: &params, context: &context, stage_variables: &stage_variables };
+    let input = RenderInput {
+        body: &body,
+        params: &params,
+        context: &context,
+        stage_variables: &stage_variables,
+    };
     match template.render(&input, &Limits::default()) {
         Ok(r) => {
             print!("{}", r.output);

@@ -44,7 +44,8 @@ fn print_diagnostics(diags: &[Diagnostic]) {
 
 /// Loads and compiles; on failure prints every diagnostic and returns `None`.
 fn build(file: &Path, stage: Option<String>) -> Result<(Project, Runtime), Vec<Diagnostic>> {
-    let project = turnpike_model::load_project(file, &LoadOptions { stage }).map_err(|e| e.diagnostics)?;
+    let project =
+        turnpike_model::load_project(file, &LoadOptions { stage }).map_err(|e| e.diagnostics)?;
     let mut warnings = Vec::new();
     let runtime = turnpike_gateway::compile(&project, &mut warnings)?;
     let mut project = project;
@@ -73,7 +74,10 @@ pub fn validate(file: &Path, stage: Option<String>) -> anyhow::Result<ExitCode> 
         }
         Err(diags) => {
             print_diagnostics(&diags);
-            let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
+            let errors = diags
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
             eprintln!("{}: {} error(s)", file.display(), errors);
             Ok(ExitCode::FAILURE)
         }
@@ -89,11 +93,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     print_diagnostics(&project.warnings);
-    let listen = args.listen.clone().or_else(|| project.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.into());
-    let addr: SocketAddr = listen.parse().with_context(|| format!("invalid listen address {listen:?}"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let listen = args
+        .listen
+        .clone()
+        .or_else(|| project.listen.clone())
+        .unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("invalid listen address {listen:?}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     rt.block_on(async move {
-        let listener = server::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = server::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         print_invoke_urls(&project, local);
         let gateway = Arc::new(Gateway::new(runtime, Limits::default()));
@@ -102,7 +117,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let _watcher = if args.no_watch {
             None
         } else {
-            Some(watch(&project, args.file.clone(), args.stage.clone(), gateway.clone())?)
+            Some(watch(
+                &project,
+                args.file.clone(),
+                args.stage.clone(),
+                gateway.clone(),
+            )?)
         };
         let opts = ServerOptions {
             drain_timeout: Duration::from_secs(args.drain_timeout),
@@ -117,7 +137,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 fn print_invoke_urls(project: &Project, local: SocketAddr) {
     let port = local.port();
-    let host = if local.ip().is_unspecified() { "127.0.0.1".to_string() } else { local.ip().to_string() };
+    let host = if local.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        local.ip().to_string()
+    };
     // One line per stage, machine-readable enough for scripts waiting on startup.
     println!("turnpike listening on http://{host}:{port}");
     for (i, api) in project.apis.iter().enumerate() {
@@ -125,10 +149,19 @@ fn print_invoke_urls(project: &Project, local: SocketAddr) {
         for stage in &api.stages {
             let s = &stage.stage_name;
             if i == 0 {
-                println!("  {} ({id}) stage {s}: http://{host}:{port}/{s}/", api.definition.api.name);
+                println!(
+                    "  {} ({id}) stage {s}: http://{host}:{port}/{s}/",
+                    api.definition.api.name
+                );
             }
-            println!("  {} ({id}) stage {s}: http://{id}.execute-api.localhost:{port}/{s}/", api.definition.api.name);
-            println!("  {} ({id}) stage {s}: http://{host}:{port}/_aws/execute-api/{id}/{s}/", api.definition.api.name);
+            println!(
+                "  {} ({id}) stage {s}: http://{id}.execute-api.localhost:{port}/{s}/",
+                api.definition.api.name
+            );
+            println!(
+                "  {} ({id}) stage {s}: http://{host}:{port}/_aws/execute-api/{id}/{s}/",
+                api.definition.api.name
+            );
         }
     }
     use std::io::Write;
@@ -140,15 +173,16 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot install the SIGTERM handler");
-                    let _ = ctrl_c.await;
-                    shutdown.cancel();
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot install the SIGTERM handler");
+                        let _ = ctrl_c.await;
+                        shutdown.cancel();
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -174,7 +208,10 @@ fn watch(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watched: Vec<PathBuf> = vec![file.clone()];
     watched.extend(project.apis.iter().map(|a| a.source.clone()));
-    let canonical: Vec<PathBuf> = watched.iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect();
+    let canonical: Vec<PathBuf> = watched
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
     let filter = canonical.clone();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev {
@@ -189,11 +226,16 @@ fn watch(
     })
     .context("starting the file watcher")?;
     // Watch directories, not files: editors replace files by renaming, which drops file watches.
-    let mut dirs: Vec<PathBuf> = canonical.iter().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
+    let mut dirs: Vec<PathBuf> = canonical
+        .iter()
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .collect();
     dirs.sort();
     dirs.dedup();
     for d in &dirs {
-        watcher.watch(d, RecursiveMode::NonRecursive).with_context(|| format!("watching {}", d.display()))?;
+        watcher
+            .watch(d, RecursiveMode::NonRecursive)
+            .with_context(|| format!("watching {}", d.display()))?;
     }
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
