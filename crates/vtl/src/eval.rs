@@ -1,8 +1,9 @@
 //! The renderer: walks the AST over `Value`s and the API Gateway host objects.
 
 use crate::ast::*;
+use crate::doc::{DRef, Doc, Node as DNode};
 use crate::java;
-use crate::jsonpath::{CompiledPath, JsonPathResult};
+use crate::jsonpath::{CompiledPath, PathResult};
 use crate::parser::Compiled;
 use crate::value::*;
 use crate::{Limits, Overrides, Params, RenderError, RenderInput, Rendered};
@@ -32,7 +33,7 @@ pub(crate) struct Eval<'r> {
     params: &'r Params,
     context: &'r J,
     stage: &'r serde_json::Map<String, J>,
-    body_json: &'r OnceCell<Option<J>>,
+    body_json: &'r OnceCell<Option<Doc<'r>>>,
     limits: &'r Limits,
     vars: Vec<Value<'r>>,
     pub(crate) out: String,
@@ -42,7 +43,7 @@ pub(crate) struct Eval<'r> {
     last_pos: Pos,
     /// `$context` entries created or replaced during rendering (requestOverride,
     /// responseOverride, anything `#set` on `$context`).
-    overlay: Rc<RefCell<MapObj<'r>>>,
+    overlay: Option<Rc<RefCell<MapObj<'r>>>>,
     regexes: Vec<(String, Rc<regex::Regex>)>,
     cur_loop: Option<Rc<LoopInfo>>,
 }
@@ -84,7 +85,7 @@ impl<'r> Eval<'r> {
     pub(crate) fn new(
         c: &'r Compiled,
         input: &'r RenderInput<'r>,
-        body_json: &'r OnceCell<Option<J>>,
+        body_json: &'r OnceCell<Option<Doc<'r>>>,
         limits: &'r Limits,
     ) -> Eval<'r> {
         let mut vars = vec![Value::Null; c.n_slots.max(BUILTIN_NAMES.len())];
@@ -93,6 +94,33 @@ impl<'r> Eval<'r> {
         vars[SLOT_CONTEXT as usize] = Value::Context;
         vars[SLOT_STAGE_VARIABLES as usize] = Value::StageVars;
         let context = input.context;
+        Eval {
+            c,
+            body: input.body,
+            params: input.params,
+            context,
+            stage: input.stage_variables,
+            body_json,
+            limits,
+            vars,
+            out: String::with_capacity(c.text_bytes + input.body.len().min(1 << 16) + 64),
+            steps: 0,
+            nesting: 0,
+            macro_depth: 0,
+            last_pos: Pos(0),
+            overlay: None,
+            regexes: Vec::new(),
+            cur_loop: None,
+        }
+    }
+
+    /// The `$context` overlay, created on first use with `requestOverride` /
+    /// `responseOverride` (copied from the input context when present).
+    fn ov(&mut self) -> Rc<RefCell<MapObj<'r>>> {
+        if let Some(o) = &self.overlay {
+            return o.clone();
+        }
+        let context = self.context;
         let mut overlay = IndexMap::new();
         let req = match context.get("requestOverride") {
             Some(j @ J::Object(_)) => deep_owned_hidden(j),
@@ -114,27 +142,12 @@ impl<'r> Eval<'r> {
         };
         overlay.insert("requestOverride".to_string(), req);
         overlay.insert("responseOverride".to_string(), resp);
-        Eval {
-            c,
-            body: input.body,
-            params: input.params,
-            context,
-            stage: input.stage_variables,
-            body_json,
-            limits,
-            vars,
-            out: String::with_capacity(256),
-            steps: 0,
-            nesting: 0,
-            macro_depth: 0,
-            last_pos: Pos(0),
-            overlay: Rc::new(RefCell::new(MapObj {
-                map: overlay,
-                hidden: true,
-            })),
-            regexes: Vec::new(),
-            cur_loop: None,
-        }
+        let o = Rc::new(RefCell::new(MapObj {
+            map: overlay,
+            hidden: true,
+        }));
+        self.overlay = Some(o.clone());
+        o
     }
 
     pub(crate) fn run_template(&mut self) -> R<()> {
@@ -144,7 +157,15 @@ impl<'r> Eval<'r> {
     }
 
     pub(crate) fn finish(self) -> Rendered {
-        let overlay = self.overlay.borrow();
+        let Some(overlay) = self.overlay else {
+            return Rendered {
+                output: self.out,
+                overrides: Overrides::default(),
+                request_override: None,
+                response_override: None,
+            };
+        };
+        let overlay = overlay.borrow();
         let req = overlay
             .map
             .get("requestOverride")
@@ -173,8 +194,8 @@ impl<'r> Eval<'r> {
         Rendered {
             output: self.out,
             overrides: ov,
-            request_override: to_json(&req),
-            response_override: to_json(&resp),
+            request_override: Some(to_json(&req)),
+            response_override: Some(to_json(&resp)),
         }
     }
 
@@ -356,7 +377,7 @@ impl<'r> Eval<'r> {
             Value::BStr(s) => self.out.push_str(s),
             Value::Str(s) => self.out.push_str(s),
             Value::Int(i) => {
-                let _ = write!(self.out, "{i}");
+                java::fmt_int(*i, &mut self.out);
             }
             _ => {
                 let mut buf = std::mem::take(&mut self.out);
@@ -396,8 +417,7 @@ impl<'r> Eval<'r> {
         pos: Pos,
     ) -> R<Flow> {
         enum It<'r> {
-            Slice(&'r [J]),
-            Refs(Vec<&'r J>),
+            Doc(DRef<'r>),
             CtxRefs(Vec<&'r J>),
             List(Rc<RefCell<ListObj<'r>>>),
             Vals(Vec<Value<'r>>),
@@ -409,8 +429,7 @@ impl<'r> Eval<'r> {
                 Some((a, b)) => It::Range(a, b),
                 None => It::None,
             },
-            Value::Json(J::Array(a)) => It::Slice(a),
-            Value::Json(J::Object(o)) => It::Refs(o.values().collect()),
+            Value::Doc(d) => It::Doc(*d),
             Value::CtxJson(J::Object(o)) => It::CtxRefs(o.values().collect()),
             Value::List(l) => It::List(l.clone()),
             Value::Map(m) => It::Vals(m.borrow().map.values().cloned().collect()),
@@ -428,8 +447,8 @@ impl<'r> Eval<'r> {
         };
         let len_hint = |it: &It<'r>| -> Option<usize> {
             match it {
-                It::Slice(a) => Some(a.len()),
-                It::Refs(v) | It::CtxRefs(v) => Some(v.len()),
+                It::Doc(d) => Some(d.len()),
+                It::CtxRefs(v) => Some(v.len()),
                 It::Vals(v) => Some(v.len()),
                 It::List(l) => Some(l.borrow().items.len()),
                 It::Range(a, b) => Some((a.abs_diff(*b) as usize).saturating_add(1)),
@@ -468,12 +487,8 @@ impl<'r> Eval<'r> {
                 break;
             }
             let item = match &it {
-                It::Slice(a) => a.get(i).map(Value::from_json).unwrap_or_default(),
-                It::Refs(v) => v.get(i).map(|j| Value::from_json(j)).unwrap_or_default(),
-                It::CtxRefs(v) => v
-                    .get(i)
-                    .map(|j| Value::from_ctx_json(j))
-                    .unwrap_or_default(),
+                It::Doc(d) => d.child(i).map(Value::from_doc).unwrap_or_default(),
+                It::CtxRefs(v) => v.get(i).map(|j| Value::from_serde(j)).unwrap_or_default(),
                 It::Vals(v) => v.get(i).cloned().unwrap_or_default(),
                 It::List(l) => l.borrow().items.get(i).cloned().unwrap_or_default(),
                 It::Range(a, b) => {
@@ -580,7 +595,7 @@ impl<'r> Eval<'r> {
             }
             Value::Context => {
                 let k = self.key_string(&key)?;
-                self.overlay.borrow_mut().map.insert(k, v);
+                self.ov().borrow_mut().map.insert(k, v);
             }
             Value::List(l) => {
                 if let Value::Int(i) = key {
@@ -603,13 +618,13 @@ impl<'r> Eval<'r> {
     fn materialize(&mut self, target: &'r RefExpr, n: usize) -> R<Value<'r>> {
         let root = target.root as usize;
         let mut cur = match &self.vars[root] {
-            Value::Json(j) => {
-                let owned = Value::shallow_owned(j, false);
+            Value::Doc(d) => {
+                let owned = Value::shallow_owned_doc(*d);
                 self.vars[root] = owned.clone();
                 owned
             }
             Value::CtxJson(j) => {
-                let owned = Value::shallow_owned(j, true);
+                let owned = Value::shallow_owned_ctx(j);
                 self.vars[root] = owned.clone();
                 owned
             }
@@ -638,8 +653,8 @@ impl<'r> Eval<'r> {
                 let k = self.key_string(&key)?;
                 let child = m.borrow().map.get(&k).cloned().unwrap_or_default();
                 let owned = match child {
-                    Value::Json(j) => Value::shallow_owned(j, false),
-                    Value::CtxJson(j) => Value::shallow_owned(j, true),
+                    Value::Doc(d) => Value::shallow_owned_doc(d),
+                    Value::CtxJson(j) => Value::shallow_owned_ctx(j),
                     other => return Ok(other),
                 };
                 m.borrow_mut().map.insert(k, owned.clone());
@@ -656,8 +671,8 @@ impl<'r> Eval<'r> {
                 }
                 let child = l.borrow().items[idx as usize].clone();
                 let owned = match child {
-                    Value::Json(j) => Value::shallow_owned(j, false),
-                    Value::CtxJson(j) => Value::shallow_owned(j, true),
+                    Value::Doc(d) => Value::shallow_owned_doc(d),
+                    Value::CtxJson(j) => Value::shallow_owned_ctx(j),
                     other => return Ok(other),
                 };
                 l.borrow_mut().items[idx as usize] = owned.clone();
@@ -665,16 +680,16 @@ impl<'r> Eval<'r> {
             }
             Value::Context => {
                 let k = self.key_string(&key)?;
-                if let Some(v) = self.overlay.borrow().map.get(&k) {
+                if let Some(v) = self.ov().borrow().map.get(&k) {
                     return Ok(v.clone());
                 }
                 match self.context.get(k.as_str()) {
-                    Some(j @ J::Object(_)) | Some(j @ J::Array(_)) => {
-                        let owned = Value::shallow_owned(j, true);
-                        self.overlay.borrow_mut().map.insert(k, owned.clone());
+                    Some(j @ J::Object(_)) => {
+                        let owned = Value::shallow_owned_ctx(j);
+                        self.ov().borrow_mut().map.insert(k, owned.clone());
                         Ok(owned)
                     }
-                    Some(j) => Ok(Value::from_ctx_json(j)),
+                    Some(j) => Ok(Value::from_serde(j)),
                     None => Ok(Value::Null),
                 }
             }
@@ -695,14 +710,14 @@ impl<'r> Eval<'r> {
                     self.index(&cur, &k)?
                 }
                 Access::Method(m, args) => {
-                    if m.id.is_mutating() && matches!(cur, Value::Json(_) | Value::CtxJson(_)) {
+                    if m.id.is_mutating() && matches!(cur, Value::Doc(_) | Value::CtxJson(_)) {
                         let prefix_ok = r.parts[..i]
                             .iter()
                             .all(|p| !matches!(p, Access::Method(..)));
                         if prefix_ok {
                             cur = self.materialize(r, i)?;
-                        } else if let Value::Json(j) = cur {
-                            cur = Value::shallow_owned(j, false);
+                        } else if let Value::Doc(d) = cur {
+                            cur = Value::shallow_owned_doc(d);
                         }
                     }
                     let a = self.eval_args(args)?;
@@ -735,14 +750,14 @@ impl<'r> Eval<'r> {
         Ok(a)
     }
 
-    fn body_json(&self) -> Option<&'r J> {
+    fn body_json(&self) -> Option<&'r Doc<'r>> {
         let body = self.body;
         self.body_json
             .get_or_init(|| {
                 if body.trim().is_empty() {
-                    Some(J::Object(serde_json::Map::new()))
+                    Some(Doc::empty_object())
                 } else {
-                    serde_json::from_str(body).ok()
+                    Doc::parse(body)
                 }
             })
             .as_ref()
@@ -759,12 +774,13 @@ impl<'r> Eval<'r> {
     fn prop(&mut self, base: &Value<'r>, name: &str) -> R<Value<'r>> {
         Ok(match base {
             Value::Null => Value::Null,
-            Value::Json(J::Object(o)) => o.get(name).map(Value::from_json).unwrap_or_default(),
-            Value::CtxJson(J::Object(o)) => {
-                o.get(name).map(Value::from_ctx_json).unwrap_or_default()
-            }
+            Value::Doc(d) => match d.get(name) {
+                Some(c) => Value::from_doc(c),
+                None if name == "empty" && d.is_array() => Value::Bool(d.len() == 0),
+                None => Value::Null,
+            },
+            Value::CtxJson(J::Object(o)) => o.get(name).map(Value::from_serde).unwrap_or_default(),
             Value::Map(m) => m.borrow().map.get(name).cloned().unwrap_or_default(),
-            Value::Json(J::Array(a)) if name == "empty" => Value::Bool(a.is_empty()),
             Value::List(l) if name == "empty" => Value::Bool(l.borrow().items.is_empty()),
             Value::Str(_) | Value::BStr(_) if name == "empty" => {
                 Value::Bool(base.as_str().is_some_and(str::is_empty))
@@ -783,7 +799,7 @@ impl<'r> Eval<'r> {
             Value::StageVars => self
                 .stage
                 .get(name)
-                .map(Value::from_json)
+                .map(Value::from_serde)
                 .unwrap_or_default(),
             Value::Params => match name {
                 "path" => Value::ParamSection(Section::Path),
@@ -796,13 +812,15 @@ impl<'r> Eval<'r> {
         })
     }
 
-    fn context_get(&self, name: &str) -> Value<'r> {
-        if let Some(v) = self.overlay.borrow().map.get(name) {
-            return v.clone();
+    fn context_get(&mut self, name: &str) -> Value<'r> {
+        if self.overlay.is_some() || matches!(name, "requestOverride" | "responseOverride") {
+            if let Some(v) = self.ov().borrow().map.get(name) {
+                return v.clone();
+            }
         }
         self.context
             .get(name)
-            .map(Value::from_ctx_json)
+            .map(Value::from_serde)
             .unwrap_or_default()
     }
 
@@ -842,9 +860,9 @@ impl<'r> Eval<'r> {
     fn index(&mut self, base: &Value<'r>, key: &Value<'r>) -> R<Value<'r>> {
         match (base, key) {
             (Value::Null, _) => Ok(Value::Null),
-            (Value::Json(J::Array(a)), Value::Int(i)) => Ok(list_idx(a.len(), *i)
-                .and_then(|i| a.get(i))
-                .map(Value::from_json)
+            (Value::Doc(d), Value::Int(i)) if d.is_array() => Ok(list_idx(d.len(), *i)
+                .and_then(|i| d.child(i))
+                .map(Value::from_doc)
                 .unwrap_or_default()),
             (Value::List(l), Value::Int(i)) => {
                 let l = l.borrow();
@@ -853,7 +871,8 @@ impl<'r> Eval<'r> {
                     .cloned()
                     .unwrap_or_default())
             }
-            (Value::Json(J::Array(_)) | Value::List(_), _) => Ok(Value::Null),
+            (Value::List(_), _) => Ok(Value::Null),
+            (Value::Doc(d), _) if d.is_array() => Ok(Value::Null),
             (Value::Str(_) | Value::BStr(_), _) => Ok(Value::Null),
             _ => {
                 let k = self.key_string(key)?;
@@ -1125,13 +1144,13 @@ impl<'r> Eval<'r> {
             }
             Value::Bool(b) => buf.push_str(if *b { "true" } else { "false" }),
             Value::Int(i) => {
-                let _ = write!(buf, "{i}");
+                java::fmt_int(*i, buf);
             }
             Value::Float(f) => java::fmt_double(*f, buf),
             Value::Str(s) => buf.push_str(s),
             Value::BStr(s) => buf.push_str(s),
-            Value::Json(j) => {
-                self.fmt_json_java(j, buf)?;
+            Value::Doc(d) => {
+                self.fmt_json_java(*d, buf)?;
             }
             Value::List(l) => {
                 let l = l.clone();
@@ -1200,7 +1219,7 @@ impl<'r> Eval<'r> {
                     }
                     buf.push_str(k);
                     buf.push('=');
-                    self.fmt(&Value::from_json(it), buf, true)?;
+                    self.fmt(&Value::from_serde(it), buf, true)?;
                 }
                 buf.push('}');
             }
@@ -1250,35 +1269,31 @@ impl<'r> Eval<'r> {
 
     /// A body JSON value as API Gateway renders it: objects as Java `Map.toString()`
     /// (`{k=v, k2=v2}`), arrays as compact JSON.
-    fn fmt_json_java(&mut self, j: &J, buf: &mut String) -> R<()> {
-        match j {
-            J::Object(o) => {
+    fn fmt_json_java(&mut self, d: DRef<'r>, buf: &mut String) -> R<()> {
+        match d.node() {
+            DNode::Obj { len, .. } => {
                 buf.push('{');
-                for (i, (k, v)) in o.iter().enumerate() {
+                for i in 0..len as usize {
                     if i > 0 {
                         buf.push_str(", ");
                     }
-                    buf.push_str(k);
+                    buf.push_str(d.key(i).unwrap_or(""));
                     buf.push('=');
-                    match v {
-                        J::Null => buf.push_str("null"),
-                        J::String(s) => buf.push_str(s),
-                        J::Number(n) => fmt_number(n, buf),
-                        J::Bool(b) => buf.push_str(if *b { "true" } else { "false" }),
-                        J::Object(_) | J::Array(_) => self.fmt_json_java(v, buf)?,
+                    let Some(c) = d.child(i) else { continue };
+                    match c.node() {
+                        DNode::Null => buf.push_str("null"),
+                        DNode::Obj { .. } | DNode::Arr { .. } => self.fmt_json_java(c, buf)?,
+                        _ => fmt_doc_scalar(c, buf),
                     }
                     self.check_len(buf)?;
                 }
                 buf.push('}');
             }
-            J::Array(_) => {
-                self.charge(64)?;
-                write_json(j, buf);
+            DNode::Arr { len, .. } => {
+                self.charge(len as usize * 4)?;
+                write_doc_json(d, buf);
             }
-            J::String(s) => buf.push_str(s),
-            J::Number(n) => fmt_number(n, buf),
-            J::Bool(b) => buf.push_str(if *b { "true" } else { "false" }),
-            J::Null => {}
+            _ => fmt_doc_scalar(d, buf),
         }
         self.check_len(buf)
     }
@@ -1290,7 +1305,7 @@ impl<'r> Eval<'r> {
             Value::Null => buf.push_str("null"),
             Value::Bool(b) => buf.push_str(if *b { "true" } else { "false" }),
             Value::Int(i) => {
-                let _ = write!(buf, "{i}");
+                java::fmt_int(*i, buf);
             }
             Value::Float(f) => {
                 if f.is_finite() {
@@ -1301,7 +1316,8 @@ impl<'r> Eval<'r> {
             }
             Value::Str(s) => json_quote(s, buf),
             Value::BStr(s) => json_quote(s, buf),
-            Value::Json(j) | Value::CtxJson(j) => write_json(j, buf),
+            Value::Doc(d) => write_doc_json(*d, buf),
+            Value::CtxJson(j) => write_json(j, buf),
             Value::List(l) => {
                 let l = l.clone();
                 let l = l.borrow();
@@ -1412,7 +1428,8 @@ impl<'r> Eval<'r> {
                 }
                 _ => Value::Null,
             }),
-            Value::Json(J::Array(_)) | Value::List(_) => self.list_call(&recv, id, &mut a, pos),
+            Value::List(_) => self.list_call(&recv, id, &mut a, pos),
+            Value::Doc(d) if d.is_array() => self.list_call(&recv, id, &mut a, pos),
             Value::Params => Ok(match id {
                 M::Get => {
                     let k = self.key_string(a.get(0))?;
@@ -1485,8 +1502,9 @@ impl<'r> Eval<'r> {
                         Value::Null
                     });
                 };
+                let root = root.root();
                 let res = if path == "$" {
-                    JsonPathResult::Single(root)
+                    PathResult::Single(root)
                 } else {
                     let cp = CompiledPath::parse(&path).map_err(|e| {
                         self.err_at(
@@ -1497,19 +1515,33 @@ impl<'r> Eval<'r> {
                             ),
                         )
                     })?;
-                    cp.eval(root)
+                    cp.eval_tree(root)
                 };
                 if id == M::Json {
-                    let s = res.to_json_string();
+                    let mut s = String::new();
+                    match res {
+                        PathResult::Missing => s.push_str("\"\""),
+                        PathResult::Single(v) => write_doc_json(v, &mut s),
+                        PathResult::List(vs) => {
+                            s.push('[');
+                            for (i, v) in vs.into_iter().enumerate() {
+                                if i > 0 {
+                                    s.push(',');
+                                }
+                                write_doc_json(v, &mut s);
+                            }
+                            s.push(']');
+                        }
+                    }
                     self.check_size(s.len())?;
                     Ok(Value::string(s))
                 } else {
                     Ok(match res {
-                        JsonPathResult::Missing => Value::Null,
-                        JsonPathResult::Single(v) => Value::from_json(v),
-                        JsonPathResult::List(vs) => {
+                        PathResult::Missing => Value::Null,
+                        PathResult::Single(v) => Value::from_doc(v),
+                        PathResult::List(vs) => {
                             self.charge(vs.len() * 16)?;
-                            Value::list(vs.into_iter().map(Value::from_json).collect(), true)
+                            Value::list(vs.into_iter().map(Value::from_doc).collect(), true)
                         }
                     })
                 }
@@ -1756,8 +1788,8 @@ impl<'r> Eval<'r> {
         _pos: Pos,
     ) -> R<Value<'r>> {
         use MethodId as M;
-        let items: Option<&'r [J]> = match recv {
-            Value::Json(J::Array(v)) => Some(v.as_slice()),
+        let items: Option<DRef<'r>> = match recv {
+            Value::Doc(d) if d.is_array() => Some(*d),
             _ => None,
         };
         let len = match (items, recv) {
@@ -1767,7 +1799,7 @@ impl<'r> Eval<'r> {
         };
         let get = |i: usize| -> Value<'r> {
             match (items, recv) {
-                (Some(v), _) => v.get(i).map(Value::from_json).unwrap_or_default(),
+                (Some(d), _) => d.child(i).map(Value::from_doc).unwrap_or_default(),
                 (None, Value::List(l)) => l.borrow().items.get(i).cloned().unwrap_or_default(),
                 _ => Value::Null,
             }
@@ -1901,7 +1933,10 @@ impl<'r> Eval<'r> {
     /// Values of a list-like or map-like value (for `addAll`, `putAll`, `#foreach`).
     fn collection_values(&mut self, v: &Value<'r>) -> Vec<Value<'r>> {
         match v {
-            Value::Json(J::Array(a)) => a.iter().map(Value::from_json).collect(),
+            Value::Doc(d) if d.is_array() => (0..d.len())
+                .filter_map(|i| d.child(i))
+                .map(Value::from_doc)
+                .collect(),
             Value::List(l) => l.borrow().items.clone(),
             _ => self.map_values(v),
         }
@@ -1914,13 +1949,12 @@ impl<'r> Eval<'r> {
     /// Entries of a map-like value, in order.
     fn map_entries(&mut self, v: &Value<'r>) -> Vec<(Value<'r>, Value<'r>)> {
         match v {
-            Value::Json(J::Object(o)) => o
-                .iter()
-                .map(|(k, x)| (Value::BStr(k.as_str()), Value::from_json(x)))
+            Value::Doc(d) if d.is_object() => (0..d.len())
+                .filter_map(|i| Some((Value::BStr(d.key(i)?), Value::from_doc(d.child(i)?))))
                 .collect(),
             Value::CtxJson(J::Object(o)) => o
                 .iter()
-                .map(|(k, x)| (Value::BStr(k.as_str()), Value::from_ctx_json(x)))
+                .map(|(k, x)| (Value::BStr(k.as_str()), Value::from_serde(x)))
                 .collect(),
             Value::Map(m) => m
                 .borrow()
@@ -1930,13 +1964,14 @@ impl<'r> Eval<'r> {
                 .collect(),
             Value::Context => {
                 let ctx: &'r J = self.context;
-                let overlay = self.overlay.borrow();
+                let overlay = self.ov();
+                let overlay = overlay.borrow();
                 let mut out: Vec<(Value<'r>, Value<'r>)> = Vec::new();
                 if let J::Object(o) = ctx {
                     for (k, x) in o {
                         match overlay.map.get(k.as_str()) {
                             Some(ov) => out.push((Value::BStr(k.as_str()), ov.clone())),
-                            None => out.push((Value::BStr(k.as_str()), Value::from_ctx_json(x))),
+                            None => out.push((Value::BStr(k.as_str()), Value::from_serde(x))),
                         }
                     }
                 }
@@ -1951,7 +1986,7 @@ impl<'r> Eval<'r> {
                 let stage: &'r serde_json::Map<String, J> = self.stage;
                 stage
                     .iter()
-                    .map(|(k, x)| (Value::BStr(k.as_str()), Value::from_json(x)))
+                    .map(|(k, x)| (Value::BStr(k.as_str()), Value::from_serde(x)))
                     .collect()
             }
             Value::Params => vec![
@@ -2000,10 +2035,11 @@ impl<'r> Eval<'r> {
             M::ContainsKey => {
                 let k = self.key_string(a.get(0))?;
                 let found = match recv {
-                    Value::Json(J::Object(o)) | Value::CtxJson(J::Object(o)) => o.contains_key(&k),
+                    Value::Doc(d) => d.get(&k).is_some(),
+                    Value::CtxJson(J::Object(o)) => o.contains_key(&k),
                     Value::Map(m) => m.borrow().map.contains_key(&k),
                     Value::Context => {
-                        self.overlay.borrow().map.contains_key(&k) || self.context.get(&k).is_some()
+                        self.ov().borrow().map.contains_key(&k) || self.context.get(&k).is_some()
                     }
                     Value::StageVars => self.stage.contains_key(&k),
                     Value::Params => matches!(k.as_str(), "path" | "querystring" | "header"),
@@ -2014,7 +2050,8 @@ impl<'r> Eval<'r> {
             }
             M::Size | M::IsEmpty => {
                 let n = match recv {
-                    Value::Json(J::Object(o)) | Value::CtxJson(J::Object(o)) => o.len(),
+                    Value::Doc(d) => d.len(),
+                    Value::CtxJson(J::Object(o)) => o.len(),
                     Value::Map(m) => m.borrow().map.len(),
                     _ => self.map_entries(recv).len(),
                 };
@@ -2067,7 +2104,7 @@ impl<'r> Eval<'r> {
         use MethodId as M;
         let target: Option<Rc<RefCell<MapObj<'r>>>> = match recv {
             Value::Map(m) => Some(m.clone()),
-            Value::Context => Some(self.overlay.clone()),
+            Value::Context => Some(self.ov()),
             _ => None,
         };
         match (id, target) {
@@ -2209,9 +2246,58 @@ fn java_split(s: &str, re: &regex::Regex, limit: i64) -> Vec<String> {
     parts
 }
 
+fn fmt_doc_scalar(d: DRef<'_>, buf: &mut String) {
+    match d.node() {
+        DNode::Null => {}
+        DNode::Bool(b) => buf.push_str(if b { "true" } else { "false" }),
+        DNode::Int(i) => {
+            java::fmt_int(i, buf);
+        }
+        DNode::Float(f) => java::fmt_double(f, buf),
+        DNode::Str(_) => buf.push_str(d.str().unwrap_or("")),
+        DNode::Arr { .. } | DNode::Obj { .. } => {}
+    }
+}
+
+/// Compact JSON of a body node, numbers as Java prints them.
+pub(crate) fn write_doc_json(d: DRef<'_>, buf: &mut String) {
+    match d.node() {
+        DNode::Null => buf.push_str("null"),
+        DNode::Float(f) if !f.is_finite() => buf.push_str("null"),
+        DNode::Str(_) => json_quote(d.str().unwrap_or(""), buf),
+        DNode::Arr { len, .. } => {
+            buf.push('[');
+            for i in 0..len as usize {
+                if i > 0 {
+                    buf.push(',');
+                }
+                if let Some(c) = d.child(i) {
+                    write_doc_json(c, buf);
+                }
+            }
+            buf.push(']');
+        }
+        DNode::Obj { len, .. } => {
+            buf.push('{');
+            for i in 0..len as usize {
+                if i > 0 {
+                    buf.push(',');
+                }
+                json_quote(d.key(i).unwrap_or(""), buf);
+                buf.push(':');
+                if let Some(c) = d.child(i) {
+                    write_doc_json(c, buf);
+                }
+            }
+            buf.push('}');
+        }
+        _ => fmt_doc_scalar(d, buf),
+    }
+}
+
 fn fmt_number(n: &serde_json::Number, buf: &mut String) {
     if let Some(i) = n.as_i64() {
-        let _ = write!(buf, "{i}");
+        java::fmt_int(i, buf);
     } else if let Some(u) = n.as_u64() {
         let _ = write!(buf, "{u}");
     } else {
@@ -2274,7 +2360,8 @@ fn to_json(v: &Value<'_>) -> J {
             .unwrap_or(J::Null),
         Value::Str(s) => J::String(s.to_string()),
         Value::BStr(s) => J::String(s.to_string()),
-        Value::Json(j) | Value::CtxJson(j) => (*j).clone(),
+        Value::Doc(d) => d.to_serde(),
+        Value::CtxJson(j) => (*j).clone(),
         Value::List(l) => J::Array(l.borrow().items.iter().map(to_json).collect()),
         Value::Map(m) => J::Object(
             m.borrow()
@@ -2323,9 +2410,9 @@ fn multi_entries(v: Option<&Value<'_>>) -> Vec<(String, Vec<String>)> {
     for (k, v) in &m.map {
         let vals: Vec<String> = match v {
             Value::List(l) => l.borrow().items.iter().filter_map(scalar_string).collect(),
-            Value::Json(J::Array(a)) => a
-                .iter()
-                .filter_map(|x| scalar_string(&Value::from_json(x)))
+            Value::Doc(d) if d.is_array() => (0..d.len())
+                .filter_map(|i| d.child(i))
+                .filter_map(|x| scalar_string(&Value::from_doc(x)))
                 .collect(),
             other => scalar_string(other).into_iter().collect(),
         };

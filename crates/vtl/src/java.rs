@@ -20,10 +20,12 @@ pub(crate) fn fmt_double(d: f64, out: &mut String) {
     }
     let abs = d.abs();
     if (1e-3..1e7).contains(&abs) {
-        // Plain notation, shortest round-trip digits, at least one fractional digit.
-        let start = out.len();
-        let _ = write!(out, "{d}");
-        if !out[start..].contains('.') {
+        // Plain notation, shortest round-trip digits, at least one fractional digit
+        // (zmij prints exactly that in this range).
+        let mut b = zmij::Buffer::new();
+        let s = b.format_finite(d);
+        out.push_str(s);
+        if !s.contains('.') {
             out.push_str(".0");
         }
         return;
@@ -43,6 +45,13 @@ pub(crate) fn fmt_double(d: f64, out: &mut String) {
     }
     out.push('E');
     out.push_str(exp);
+}
+
+/// Append an integer.
+#[inline]
+pub(crate) fn fmt_int(i: i64, out: &mut String) {
+    let mut b = itoa::Buffer::new();
+    out.push_str(b.format(i));
 }
 
 /// Apache Commons Lang 2 `StringEscapeUtils.escapeJavaScript`.

@@ -196,26 +196,35 @@ impl CompiledPath {
     }
 
     pub(crate) fn eval<'a>(&self, root: &'a Value) -> JsonPathResult<'a> {
+        match self.eval_tree(root) {
+            PathResult::Missing => JsonPathResult::Missing,
+            PathResult::Single(v) => JsonPathResult::Single(v),
+            PathResult::List(v) => JsonPathResult::List(v),
+        }
+    }
+
+    /// Evaluate over any JSON tree representation.
+    pub(crate) fn eval_tree<T: Tree>(&self, root: T) -> PathResult<T> {
         self.eval_with_root(root, root)
     }
 
-    fn eval_with_root<'a>(&self, node: &'a Value, root: &'a Value) -> JsonPathResult<'a> {
+    fn eval_with_root<T: Tree>(&self, node: T, root: T) -> PathResult<T> {
         if self.definite {
             let mut cur = node;
             for seg in &self.segs {
                 let next = match seg {
-                    Seg::Name(n) => cur.as_object().and_then(|m| m.get(n.as_str())),
-                    Seg::Index(i) => cur.as_array().and_then(|a| idx(a, *i)),
+                    Seg::Name(n) => cur.member(n),
+                    Seg::Index(i) => cur.index(*i),
                     _ => None,
                 };
                 match next {
                     Some(v) => cur = v,
-                    None => return JsonPathResult::Missing,
+                    None => return PathResult::Missing,
                 }
             }
-            return JsonPathResult::Single(cur);
+            return PathResult::Single(cur);
         }
-        let mut cur: Vec<&'a Value> = vec![node];
+        let mut cur: Vec<T> = vec![node];
         let mut budget: usize = 1_000_000;
         for seg in &self.segs {
             let mut next = Vec::new();
@@ -224,75 +233,152 @@ impl CompiledPath {
             }
             cur = next;
         }
-        JsonPathResult::List(cur)
+        PathResult::List(cur)
     }
 }
 
-fn idx(a: &[Value], i: i64) -> Option<&Value> {
-    let len = a.len() as i64;
-    let j = if i < 0 { len + i } else { i };
-    if j < 0 || j >= len {
-        None
-    } else {
-        a.get(j as usize)
+/// Result of evaluating a path over a tree of type `T`.
+pub(crate) enum PathResult<T> {
+    Missing,
+    Single(T),
+    List(Vec<T>),
+}
+
+/// A read-only JSON tree the evaluator can walk.
+pub(crate) trait Tree: Copy {
+    /// Object member.
+    fn member(self, name: &str) -> Option<Self>;
+    /// Array length (`None` if not an array).
+    fn array_len(self) -> Option<usize>;
+    /// Array element or object member value by position.
+    fn nth(self, i: usize) -> Option<Self>;
+    fn is_object(self) -> bool;
+    /// Number of object members (0 if not an object).
+    fn object_len(self) -> usize;
+    fn to_serde(self) -> Value;
+
+    fn index(self, i: i64) -> Option<Self> {
+        let len = self.array_len()? as i64;
+        let j = if i < 0 { len + i } else { i };
+        if j < 0 || j >= len {
+            None
+        } else {
+            self.nth(j as usize)
+        }
+    }
+
+    /// Array elements or object member values.
+    fn children(self) -> Vec<Self> {
+        let n = match self.array_len() {
+            Some(n) => n,
+            None => self.object_len(),
+        };
+        (0..n).filter_map(|i| self.nth(i)).collect()
     }
 }
 
-fn apply<'a>(
-    seg: &Seg,
-    v: &'a Value,
-    root: &'a Value,
-    out: &mut Vec<&'a Value>,
-    budget: &mut usize,
-) {
+impl Tree for &Value {
+    fn member(self, name: &str) -> Option<Self> {
+        self.as_object().and_then(|m| m.get(name))
+    }
+    fn array_len(self) -> Option<usize> {
+        self.as_array().map(Vec::len)
+    }
+    fn nth(self, i: usize) -> Option<Self> {
+        match self {
+            Value::Array(a) => a.get(i),
+            Value::Object(m) => m.values().nth(i),
+            _ => None,
+        }
+    }
+    fn is_object(self) -> bool {
+        self.is_object()
+    }
+    fn object_len(self) -> usize {
+        self.as_object().map(|m| m.len()).unwrap_or(0)
+    }
+    fn to_serde(self) -> Value {
+        self.clone()
+    }
+    fn children(self) -> Vec<Self> {
+        match self {
+            Value::Array(a) => a.iter().collect(),
+            Value::Object(m) => m.values().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl<'r> Tree for crate::doc::DRef<'r> {
+    fn member(self, name: &str) -> Option<Self> {
+        self.get(name)
+    }
+    fn array_len(self) -> Option<usize> {
+        if self.is_array() {
+            Some(self.len())
+        } else {
+            None
+        }
+    }
+    fn nth(self, i: usize) -> Option<Self> {
+        self.child(i)
+    }
+    fn is_object(self) -> bool {
+        crate::doc::DRef::is_object(self)
+    }
+    fn object_len(self) -> usize {
+        if crate::doc::DRef::is_object(self) {
+            self.len()
+        } else {
+            0
+        }
+    }
+    fn to_serde(self) -> Value {
+        crate::doc::DRef::to_serde(self)
+    }
+}
+
+fn apply<T: Tree>(seg: &Seg, v: T, root: T, out: &mut Vec<T>, budget: &mut usize) {
     if *budget == 0 {
         return;
     }
     *budget -= 1;
     match seg {
         Seg::Name(n) => {
-            if let Some(x) = v.as_object().and_then(|m| m.get(n.as_str())) {
+            if let Some(x) = v.member(n) {
                 out.push(x);
             }
         }
         Seg::Names(ns) => {
-            if let Some(m) = v.as_object() {
-                for n in ns {
-                    if let Some(x) = m.get(n.as_str()) {
-                        out.push(x);
-                    }
+            for n in ns {
+                if let Some(x) = v.member(n) {
+                    out.push(x);
                 }
             }
         }
         Seg::Index(i) => {
-            if let Some(x) = v.as_array().and_then(|a| idx(a, *i)) {
+            if let Some(x) = v.index(*i) {
                 out.push(x);
             }
         }
         Seg::Indexes(is) => {
-            if let Some(a) = v.as_array() {
-                for i in is {
-                    if let Some(x) = idx(a, *i) {
-                        out.push(x);
-                    }
+            for i in is {
+                if let Some(x) = v.index(*i) {
+                    out.push(x);
                 }
             }
         }
-        Seg::Wild => match v {
-            Value::Array(a) => out.extend(a.iter()),
-            Value::Object(m) => out.extend(m.values()),
-            _ => {}
-        },
+        Seg::Wild => out.extend(v.children()),
         Seg::Slice(from, to, step) => {
-            if let Some(a) = v.as_array() {
-                let len = a.len() as i64;
+            if let Some(len) = v.array_len() {
+                let len = len as i64;
                 let norm = |x: i64| if x < 0 { (len + x).max(0) } else { x.min(len) };
                 let f = from.map(norm).unwrap_or(0);
                 let t = to.map(norm).unwrap_or(len);
                 let step = (*step).max(1);
                 let mut i = f;
                 while i < t {
-                    if let Some(x) = a.get(i as usize) {
+                    if let Some(x) = v.nth(i as usize) {
                         out.push(x);
                     }
                     i += step;
@@ -300,10 +386,12 @@ fn apply<'a>(
             }
         }
         Seg::Filter(f) => {
-            let items: Vec<&'a Value> = match v {
-                Value::Array(a) => a.iter().collect(),
-                Value::Object(_) => vec![v],
-                _ => Vec::new(),
+            let items: Vec<T> = if v.array_len().is_some() {
+                v.children()
+            } else if v.is_object() {
+                vec![v]
+            } else {
+                Vec::new()
             };
             for it in items {
                 if filter_matches(f, it, root) {
@@ -317,52 +405,34 @@ fn apply<'a>(
     }
 }
 
-fn deep<'a>(
-    inner: &Seg,
-    v: &'a Value,
-    root: &'a Value,
-    out: &mut Vec<&'a Value>,
-    budget: &mut usize,
-) {
+fn deep<T: Tree>(inner: &Seg, v: T, root: T, out: &mut Vec<T>, budget: &mut usize) {
     // Jayway applies the inner segment to the node, then recurses into children.
-    // For a filter, the filter is applied to arrays' elements (handled by `apply`).
     apply(inner, v, root, out, budget);
-    match v {
-        Value::Array(a) => {
-            for x in a {
-                if *budget == 0 {
-                    return;
-                }
-                deep(inner, x, root, out, budget);
-            }
+    for x in v.children() {
+        if *budget == 0 {
+            return;
         }
-        Value::Object(m) => {
-            for x in m.values() {
-                if *budget == 0 {
-                    return;
-                }
-                deep(inner, x, root, out, budget);
-            }
-        }
-        _ => {}
+        deep(inner, x, root, out, budget);
     }
 }
 
-fn operand_value<'a>(op: &'a Operand, cur: &'a Value, root: &'a Value) -> Option<Value> {
+fn operand_value<T: Tree>(op: &Operand, cur: T, root: T) -> Option<Value> {
     match op {
         Operand::Lit(v) => Some(v.clone()),
         Operand::Path { absolute, path } => {
             let base = if *absolute { root } else { cur };
             match path.eval_with_root(base, root) {
-                JsonPathResult::Missing => None,
-                JsonPathResult::Single(v) => Some(v.clone()),
-                JsonPathResult::List(vs) => Some(Value::Array(vs.into_iter().cloned().collect())),
+                PathResult::Missing => None,
+                PathResult::Single(v) => Some(v.to_serde()),
+                PathResult::List(vs) => {
+                    Some(Value::Array(vs.into_iter().map(|v| v.to_serde()).collect()))
+                }
             }
         }
     }
 }
 
-fn filter_matches(f: &Filter, cur: &Value, root: &Value) -> bool {
+fn filter_matches<T: Tree>(f: &Filter, cur: T, root: T) -> bool {
     match f {
         Filter::Or(a, b) => filter_matches(a, cur, root) || filter_matches(b, cur, root),
         Filter::And(a, b) => filter_matches(a, cur, root) && filter_matches(b, cur, root),

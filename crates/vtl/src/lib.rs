@@ -7,6 +7,7 @@
 //! See `crates/vtl/README.md` for the AWS behaviour decisions this engine makes.
 
 mod ast;
+mod doc;
 mod eval;
 mod java;
 mod jsonpath;
@@ -166,11 +167,14 @@ pub struct Rendered {
     /// Typed `$context.requestOverride` / `$context.responseOverride` values.
     pub overrides: Overrides,
     /// `$context.requestOverride` as it stands after rendering (a JSON object with
-    /// `header`, `path`, `querystring`, plus anything else the template put there).
-    pub request_override: serde_json::Value,
+    /// `header`, `path`, `querystring`, plus anything else the template put there);
+    /// `None` if the template never touched `$context.requestOverride` /
+    /// `$context.responseOverride` (then nothing was overridden).
+    pub request_override: Option<serde_json::Value>,
     /// `$context.responseOverride` as it stands after rendering (`header`, `status` if
-    /// set, plus anything else). Pass it into the response template's `$context`.
-    pub response_override: serde_json::Value,
+    /// set, plus anything else); `None` as above. Pass it into the response
+    /// template's `$context` as `responseOverride`.
+    pub response_override: Option<serde_json::Value>,
 }
 
 /// Values written to `$context.requestOverride` / `$context.responseOverride` during rendering.
@@ -194,5 +198,13 @@ mod api_tests {
         assert_send_sync::<Template>();
         assert_send_sync::<ParseError>();
         assert_send_sync::<RenderError>();
+    }
+}
+
+#[doc(hidden)]
+pub mod __bench {
+    /// Parse a JSON body the way `$input.path` does (benchmarking only).
+    pub fn parse_body(text: &str) -> bool {
+        crate::doc::Doc::parse(text).is_some()
     }
 }

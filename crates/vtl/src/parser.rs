@@ -22,6 +22,8 @@ pub(crate) struct Compiled {
     pub macros: HashMap<Box<str>, MacroDef>,
     pub n_slots: usize,
     pub lines: LineIndex,
+    /// Bytes of literal text (an output size hint).
+    pub text_bytes: usize,
 }
 
 pub(crate) fn compile(src: &str) -> Result<Compiled, ParseError> {
@@ -35,6 +37,7 @@ pub(crate) fn compile(src: &str) -> Result<Compiled, ParseError> {
         nodes,
         macros: std::mem::take(&mut p.macros),
         n_slots: p.slot_names.len(),
+        text_bytes: src.len(),
         lines: p.lines,
     })
 }

@@ -1,6 +1,7 @@
 //! Runtime values.
 
 use crate::ast::Node;
+use crate::doc::{DRef, Node as DNode};
 use indexmap::IndexMap;
 use serde_json::Value as J;
 use std::cell::{Cell, RefCell};
@@ -24,8 +25,8 @@ pub(crate) enum Value<'r> {
     Float(f64),
     Str(Rc<str>),
     BStr(&'r str),
-    /// A JSON array or object borrowed from the body / context (scalars are converted).
-    Json(&'r J),
+    /// A JSON array or object of the body document (scalars are converted).
+    Doc(DRef<'r>),
     List(Rc<RefCell<ListObj<'r>>>),
     Map(Rc<RefCell<MapObj<'r>>>),
     Entry(Rc<(Value<'r>, Value<'r>)>),
@@ -97,22 +98,28 @@ impl<'r> Value<'r> {
         !matches!(self, Value::Null | Value::Bool(false))
     }
 
-    /// Convert a borrowed JSON value (scalars become native values).
-    pub(crate) fn from_json(j: &'r J) -> Value<'r> {
+    /// Convert a node of the body document (scalars become native values).
+    pub(crate) fn from_doc(d: DRef<'r>) -> Value<'r> {
+        match d.node() {
+            DNode::Null => Value::Null,
+            DNode::Bool(b) => Value::Bool(b),
+            DNode::Int(i) => Value::Int(i),
+            DNode::Float(f) => Value::Float(f),
+            DNode::Str(_) => Value::BStr(d.str().unwrap_or("")),
+            DNode::Arr { .. } | DNode::Obj { .. } => Value::Doc(d),
+        }
+    }
+
+    /// Convert a value of `$context` / `$stageVariables` (objects stay borrowed and
+    /// render as empty text; arrays are copied).
+    pub(crate) fn from_serde(j: &'r J) -> Value<'r> {
         match j {
             J::Null => Value::Null,
             J::Bool(b) => Value::Bool(*b),
             J::Number(n) => num(n),
             J::String(s) => Value::BStr(s),
-            J::Array(_) | J::Object(_) => Value::Json(j),
-        }
-    }
-
-    /// Like `from_json`, for values inside `$context` (objects render as empty text).
-    pub(crate) fn from_ctx_json(j: &'r J) -> Value<'r> {
-        match j {
+            J::Array(_) => Value::from_owned_json(j.clone()),
             J::Object(_) => Value::CtxJson(j),
-            _ => Value::from_json(j),
         }
     }
 
@@ -133,38 +140,40 @@ impl<'r> Value<'r> {
         }
     }
 
-    /// One level of a borrowed JSON container as an owned container (children stay
-    /// borrowed) so it can be modified.
-    pub(crate) fn shallow_owned(j: &'r J, ctx: bool) -> Value<'r> {
+    /// One level of a body container as an owned container (children stay borrowed)
+    /// so it can be modified.
+    pub(crate) fn shallow_owned_doc(d: DRef<'r>) -> Value<'r> {
+        let n = d.len();
+        if d.is_array() {
+            Value::list(
+                (0..n)
+                    .filter_map(|i| d.child(i))
+                    .map(Value::from_doc)
+                    .collect(),
+                true,
+            )
+        } else if d.is_object() {
+            Value::map(
+                (0..n)
+                    .filter_map(|i| Some((d.key(i)?.to_string(), Value::from_doc(d.child(i)?))))
+                    .collect(),
+                false,
+            )
+        } else {
+            Value::from_doc(d)
+        }
+    }
+
+    /// One level of a `$context` object as an owned (hidden) map.
+    pub(crate) fn shallow_owned_ctx(j: &'r J) -> Value<'r> {
         match j {
-            J::Array(a) => Value::list(
-                a.iter()
-                    .map(|x| {
-                        if ctx {
-                            Value::from_ctx_json(x)
-                        } else {
-                            Value::from_json(x)
-                        }
-                    })
+            J::Object(o) => Value::map(
+                o.iter()
+                    .map(|(k, x)| (k.clone(), Value::from_serde(x)))
                     .collect(),
                 true,
             ),
-            J::Object(o) => Value::map(
-                o.iter()
-                    .map(|(k, x)| {
-                        (
-                            k.clone(),
-                            if ctx {
-                                Value::from_ctx_json(x)
-                            } else {
-                                Value::from_json(x)
-                            },
-                        )
-                    })
-                    .collect(),
-                ctx,
-            ),
-            other => Value::from_json(other),
+            other => Value::from_serde(other),
         }
     }
 

@@ -194,11 +194,15 @@ fn json_matches(
 
 fn check_overrides(
     expected: &Map<String, Value>,
-    req: &Value,
-    resp: &Value,
+    req: &Option<Value>,
+    resp: &Option<Value>,
     bound: &mut HashMap<String, String>,
     diffs: &mut Vec<String>,
 ) {
+    let req = req
+        .clone()
+        .unwrap_or_else(|| json!({"header": {}, "path": {}, "querystring": {}}));
+    let resp = resp.clone().unwrap_or_else(|| json!({"header": {}}));
     let root = json!({"requestOverride": req, "responseOverride": resp});
     for (k, ev) in expected {
         let mut cur = &root;
