@@ -102,7 +102,10 @@ async fn run(
             if let Some(d) = &e.detail {
                 tracing::warn!(request_id = %inv.ctx.request_id, response_type = %e.kind, "{d}");
             }
-            inv.api.gateway_responses.render(&e, &inv.failed_request())
+            let r = inv.api.gateway_responses.render(&e, &inv.failed_request());
+            // `$context.error.*` in the access log.
+            inv.ctx.error = Some(crate::context::ErrorContext::from_error(&e));
+            r
         }
     };
     *ctx_out = std::mem::take(&mut inv.ctx);

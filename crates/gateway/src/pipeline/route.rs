@@ -11,7 +11,7 @@ use turnpike_model::rest::GatewayResponseType;
 
 use crate::address;
 use crate::body::Body;
-use crate::context::{self, RequestContext};
+use crate::context::{self, ErrorContext, RequestContext};
 use crate::deployment::{Runtime, StageRuntime};
 use crate::error::GatewayError;
 use crate::gateway_response::FailedRequest;
@@ -208,6 +208,7 @@ pub fn route(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared_len.is_some_and(|n| n > limits.max_payload_bytes as u64) {
+        ctx.error = Some(ErrorContext::from_error(&too_large_error()));
         return Err(Box::new(Early {
             response: too_large_response(limits.max_payload_bytes),
             stage: Some(stage),
@@ -220,12 +221,9 @@ pub fn route(
             .get(i)
             .is_some_and(|r| r.method(method).is_some())
     }) else {
-        return Err(fail(
-            GatewayError::missing_authentication_token(),
-            ctx,
-            &parts,
-            &stage,
-        ));
+        let err = GatewayError::missing_authentication_token();
+        ctx.error = Some(ErrorContext::from_error(&err));
+        return Err(fail(err, ctx, &parts, &stage));
     };
     let Some(method_rt) = api
         .resources
@@ -233,12 +231,9 @@ pub fn route(
         .and_then(|r| r.method(method))
         .cloned()
     else {
-        return Err(fail(
-            GatewayError::missing_authentication_token(),
-            ctx,
-            &parts,
-            &stage,
-        ));
+        let err = GatewayError::missing_authentication_token();
+        ctx.error = Some(ErrorContext::from_error(&err));
+        return Err(fail(err, ctx, &parts, &stage));
     };
     ctx.resource_id = method_rt.resource_id.clone();
     ctx.resource_path = method_rt.resource_path.clone();
