@@ -139,7 +139,10 @@ async fn send(
         }
         Ok(Err(e)) => {
             inv.ctx.integration_error = Some(e.to_string());
-            if e.is_connect() {
+            if exceeded_body_limit(&e) {
+                // The streamed client body grew past the payload limit mid-upload.
+                Err(crate::pipeline::route::too_large_error())
+            } else if e.is_connect() {
                 Err(GatewayError::internal(format!(
                     "Execution failed due to configuration error: Invalid endpoint address ({e:?})"
                 )))
@@ -154,6 +157,18 @@ async fn send(
             Ok(resp)
         }
     }
+}
+
+/// Whether a client error was caused by the request body's [`http_body_util::Limited`] limit.
+fn exceeded_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 fn add_gateway_headers(h: &mut HeaderMap, inv: &Invocation) {
