@@ -75,7 +75,11 @@ async fn oversized(tp: &Turnpike, path: &str) -> Resp {
 async fn default_gateway_responses() {
     let up = Upstream::start().await;
     let dir = temp_dir();
-    let file = write_json(dir.path(), "api.json", &openapi("Defaults", failing_paths(&up)));
+    let file = write_json(
+        dir.path(),
+        "api.json",
+        &openapi("Defaults", failing_paths(&up)),
+    );
     let tp = Turnpike::serve_with(&file, &["--no-watch", "--stage", "dev"]);
     let c = client();
 
@@ -91,7 +95,11 @@ async fn default_gateway_responses() {
     // UNSUPPORTED_MEDIA_TYPE: NEVER transforms a type with a template and rejects the others.
     let unsupported = |r: &Resp, what: &str| {
         assert_eq!(r.status, 415, "{what}: {}", r.text());
-        assert_eq!(r.text(), r#"{"message":"Unsupported Media Type"}"#, "{what}");
+        assert_eq!(
+            r.text(),
+            r#"{"message":"Unsupported Media Type"}"#,
+            "{what}"
+        );
         assert_eq!(r.header("content-type"), Some("application/json"));
         r.assert_aws_ids();
     };
@@ -100,7 +108,10 @@ async fn default_gateway_responses() {
             .header("content-type", ct)
             .body("hello")
     };
-    unsupported(&send(post("/dev/never", "text/plain")).await, "NEVER, no match");
+    unsupported(
+        &send(post("/dev/never", "text/plain")).await,
+        "NEVER, no match",
+    );
     unsupported(
         &send(post("/dev/never-no-templates", "application/json")).await,
         "NEVER without templates",
@@ -112,7 +123,9 @@ async fn default_gateway_responses() {
         "WHEN_NO_TEMPLATES with templates",
     );
     assert_eq!(
-        send(post("/dev/when-no-templates", "application/json")).await.status,
+        send(post("/dev/when-no-templates", "application/json"))
+            .await
+            .status,
         200
     );
     assert_eq!(
@@ -238,7 +251,11 @@ async fn customised_gateway_responses() {
     assert_eq!(r.header("X-Trace"), None);
     assert_eq!(r.header("X-Literal"), Some("fixed-value"));
     let rid = r.header("x-amzn-RequestId").unwrap().to_string();
-    assert_eq!(r.json()["rid"], rid.as_str(), "$context.requestId is the response's id");
+    assert_eq!(
+        r.json()["rid"],
+        rid.as_str(),
+        "$context.requestId is the response's id"
+    );
 
     // DEFAULT_4XX applies to a non-customised 4XX type, which keeps its own status.
     let r = send(

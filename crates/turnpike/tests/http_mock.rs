@@ -167,13 +167,20 @@ async fn console_cors_options_mock() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
-    assert_eq!(r.header("Access-Control-Allow-Methods"), Some("GET,OPTIONS"));
+    assert_eq!(
+        r.header("Access-Control-Allow-Methods"),
+        Some("GET,OPTIONS")
+    );
     assert_eq!(
         r.header("Access-Control-Allow-Headers"),
         Some("Content-Type,X-Amz-Date,Authorization,X-Api-Key,X-Amz-Security-Token")
     );
     assert_eq!(r.header("content-type"), Some("application/json"));
-    assert_eq!(r.text(), "", "the empty template passes the empty MOCK body");
+    assert_eq!(
+        r.text(),
+        "",
+        "the empty template passes the empty MOCK body"
+    );
     r.assert_aws_ids();
     // Preflight without Origin headers is answered the same way (API Gateway does no CORS logic).
     let r = send(client().request(reqwest::Method::OPTIONS, tp.url("/dev/items"))).await;

@@ -119,7 +119,11 @@ async fn forwards_path_query_headers_and_body() {
         .iter()
         .filter(|(k, _)| k == "x-override")
         .collect();
-    assert_eq!(overrides.len(), 1, "a mapped header overwrites the client's");
+    assert_eq!(
+        overrides.len(),
+        1,
+        "a mapped header overwrites the client's"
+    );
     assert_eq!(seen.header("x-override"), Some("from-mapping"));
     assert_eq!(seen.header("x-mapped"), Some("m"));
     assert_eq!(
@@ -138,7 +142,11 @@ async fn forwards_path_query_headers_and_body() {
         "www-authenticate",
         "connection",
     ] {
-        assert_eq!(seen.header(dropped), None, "{dropped} must not be forwarded");
+        assert_eq!(
+            seen.header(dropped),
+            None,
+            "{dropped} must not be forwarded"
+        );
     }
     assert_eq!(
         seen.header("host"),
@@ -146,7 +154,9 @@ async fn forwards_path_query_headers_and_body() {
         "Host is the backend's"
     );
     assert_eq!(seen.header("x-amzn-apigateway-api-id"), Some(API_ID));
-    let trace = seen.header("x-amzn-trace-id").expect("X-Amzn-Trace-Id added");
+    let trace = seen
+        .header("x-amzn-trace-id")
+        .expect("X-Amzn-Trace-Id added");
     assert!(trace.starts_with("Root=1-"), "{trace}");
     // No client User-Agent: AWS's own.
     assert_eq!(
@@ -170,7 +180,10 @@ async fn forwards_path_query_headers_and_body() {
     assert_eq!(seen.path, "/up/upload-here");
     assert_eq!(seen.body.as_ref(), body.as_slice());
     assert_eq!(seen.header("user-agent"), Some("e2e/1.0"));
-    assert_eq!(seen.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(
+        seen.header("content-type"),
+        Some("application/octet-stream")
+    );
     assert_eq!(seen.query.as_deref(), Some("added=mapped"));
 }
 
@@ -212,7 +225,9 @@ async fn response_status_and_headers_pass_through_with_remapping() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), json!({"ok": true}));
     assert_eq!(r.header("x-amzn-Remapped-Server"), Some("upstream/1.0"));
-    assert!(r.header("x-amzn-Remapped-Date").is_some_and(|d| d.ends_with("GMT")));
+    assert!(r
+        .header("x-amzn-Remapped-Date")
+        .is_some_and(|d| d.ends_with("GMT")));
     assert_eq!(
         r.header("x-amzn-Remapped-Content-Length"),
         Some(r.body.len().to_string().as_str())
@@ -226,7 +241,11 @@ async fn response_status_and_headers_pass_through_with_remapping() {
     assert_ne!(r.header("x-amzn-RequestId"), Some("upstream-rid"));
     assert_eq!(r.header("server"), None, "the backend's Server is remapped");
     assert_eq!(r.header("X-Custom"), Some("cv"));
-    assert_eq!(r.all("set-cookie"), vec!["a=1", "b=2"], "repeated headers kept");
+    assert_eq!(
+        r.all("set-cookie"),
+        vec!["a=1", "b=2"],
+        "repeated headers kept"
+    );
     assert_eq!(r.header("content-type"), Some("application/json"));
 }
 
@@ -393,7 +412,12 @@ async fn http2_clients_are_served() {
         let c = c.clone();
         let url = tp.url(&format!("/dev/api/h2/{i}?x=v"));
         tasks.push(tokio::spawn(async move {
-            let r = c.post(url).body(format!("body-{i}")).send().await.expect("send");
+            let r = c
+                .post(url)
+                .body(format!("body-{i}"))
+                .send()
+                .await
+                .expect("send");
             assert_eq!(r.version(), reqwest::Version::HTTP_2);
             Resp::from_reqwest(r).await
         }));

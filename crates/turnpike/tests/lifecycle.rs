@@ -66,7 +66,12 @@ async fn hot_reload_under_load_never_fails_a_request() {
             let mut seen = Vec::new();
             while !stop.load(Ordering::SeqCst) {
                 let r = version(&tp, &c).await;
-                assert_eq!(r.status, 200, "a request failed during reload: {}", r.text());
+                assert_eq!(
+                    r.status,
+                    200,
+                    "a request failed during reload: {}",
+                    r.text()
+                );
                 let v = r.json()["version"].as_u64().expect("version");
                 seen.push(v);
             }
@@ -126,7 +131,10 @@ async fn an_invalid_edit_keeps_the_old_deployment() {
     replace(&def, &serde_json::to_string_pretty(&bad).unwrap());
     let deadline = Instant::now() + WAIT;
     while tp.stderr().matches("reload failed").count() == before {
-        assert!(Instant::now() < deadline, "second reload error not reported");
+        assert!(
+            Instant::now() < deadline,
+            "second reload error not reported"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(tp.stderr().contains("api.json:"), "errors carry the file");
@@ -162,15 +170,27 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     // Wait until the request is in the upstream, then ask turnpike to stop.
     let deadline = Instant::now() + WAIT;
     while up.requests().is_empty() {
-        assert!(Instant::now() < deadline, "request never reached the upstream");
+        assert!(
+            Instant::now() < deadline,
+            "request never reached the upstream"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tp.sigterm();
     let r = in_flight.await.expect("request task");
-    assert_eq!(r.status, 200, "the in-flight request completes: {}", r.text());
+    assert_eq!(
+        r.status,
+        200,
+        "the in-flight request completes: {}",
+        r.text()
+    );
     assert_eq!(r.json()["path"], "/sleep/1500");
     let status = tokio::task::block_in_place(|| tp.wait_exit(WAIT)).expect("turnpike exits");
-    assert!(status.success(), "exit status {status:?}; stderr:\n{}", tp.stderr());
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr:\n{}",
+        tp.stderr()
+    );
     // The listener is gone.
     assert!(std::net::TcpStream::connect(tp.addr()).is_err());
 }
@@ -214,9 +234,17 @@ async fn access_logs_in_clf_and_json() {
     let tp = Turnpike::serve(&file);
     let c = client();
 
-    let a = send(c.get(tp.url("/clf/hello/bob")).header("user-agent", "e2e-agent")).await;
+    let a = send(
+        c.get(tp.url("/clf/hello/bob"))
+            .header("user-agent", "e2e-agent"),
+    )
+    .await;
     assert_eq!(a.status, 200);
-    let b = send(c.get(tp.url("/clf/missing")).header("user-agent", "e2e-agent")).await;
+    let b = send(
+        c.get(tp.url("/clf/missing"))
+            .header("user-agent", "e2e-agent"),
+    )
+    .await;
     assert_eq!(b.status, 403);
     let lines = wait_lines(&dir.path().join("clf.log"), 2);
     let rid = a.header("x-amzn-RequestId").unwrap();
@@ -238,17 +266,26 @@ async fn access_logs_in_clf_and_json() {
     );
     let rid_b = b.header("x-amzn-RequestId").unwrap();
     assert!(
-        lines[1].starts_with("127.0.0.1 - - [") && lines[1].ends_with(&format!("\"GET - HTTP/1.1\" 403 42 {rid_b}")),
+        lines[1].starts_with("127.0.0.1 - - [")
+            && lines[1].ends_with(&format!("\"GET - HTTP/1.1\" 403 42 {rid_b}")),
         "{}",
         lines[1]
     );
 
-    let a = send(c.get(tp.url("/json/hello/alice")).header("user-agent", "e2e-agent")).await;
+    let a = send(
+        c.get(tp.url("/json/hello/alice"))
+            .header("user-agent", "e2e-agent"),
+    )
+    .await;
     let b = send(c.post(tp.url("/json/hello/alice")).body("x")).await;
     assert_eq!((a.status, b.status), (200, 403));
     let lines = wait_lines(&dir.path().join("json.log"), 2);
     let first: Value = serde_json::from_str(&lines[0]).expect("JSON line");
-    let epoch = first["epoch"].as_str().unwrap().parse::<u64>().expect("epoch ms");
+    let epoch = first["epoch"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .expect("epoch ms");
     assert!(epoch > 1_600_000_000_000);
     assert_eq!(
         first,

@@ -59,14 +59,20 @@ async fn literal_beats_param_beats_greedy() {
 
     assert_eq!(res(&tp.url("/dev/pets/mine")).await["res"], "mine");
     let pet = res(&tp.url("/dev/pets/7")).await;
-    assert_eq!((pet["res"].as_str(), pet["id"].as_str()), (Some("pet"), Some("7")));
+    assert_eq!(
+        (pet["res"].as_str(), pet["id"].as_str()),
+        (Some("pet"), Some("7"))
+    );
     let files = res(&tp.url("/dev/files/a/b/c.txt")).await;
     assert_eq!(files["res"], "files");
     assert_eq!(files["path"], "a/b/c.txt");
     // A single segment is enough for a greedy variable; none is not.
     assert_eq!(res(&tp.url("/dev/files/x")).await["path"], "x");
     assert_missing_token(&get(&tp.url("/dev/files")).await, "greedy with no segment");
-    assert_missing_token(&get(&tp.url("/dev/files/")).await, "greedy with only a slash");
+    assert_missing_token(
+        &get(&tp.url("/dev/files/")).await,
+        "greedy with only a slash",
+    );
 
     // The stage root, with and without a trailing slash.
     assert_eq!(res(&tp.url("/dev")).await["res"], "root");
@@ -140,8 +146,14 @@ async fn backtracking_and_method_aware_fallback() {
     let c = client();
 
     // Backtracking across branches (observed on AWS).
-    assert_eq!(res(&tp.url("/dev/part1/random-value")).await["res"], "proxy-get");
-    assert_eq!(res(&tp.url("/dev/part1/hardcoded-value")).await["res"], "hardcoded");
+    assert_eq!(
+        res(&tp.url("/dev/part1/random-value")).await["res"],
+        "proxy-get"
+    );
+    assert_eq!(
+        res(&tp.url("/dev/part1/hardcoded-value")).await["res"],
+        "hardcoded"
+    );
     assert_eq!(res(&tp.url("/dev/part1")).await["res"], "part1");
 
     // Method-aware fallback: /test has only POST; OPTIONS and GET go to /{proxy+}.
@@ -159,7 +171,11 @@ async fn backtracking_and_method_aware_fallback() {
 
     // ANY serves every method; an explicit method beats ANY on the same resource.
     for m in ["GET", "DELETE", "OPTIONS", "PUT", "PATCH", "POST"] {
-        let r = send(c.request(m.parse().unwrap(), tp.url("/dev/test/any")).body("")).await;
+        let r = send(
+            c.request(m.parse().unwrap(), tp.url("/dev/test/any"))
+                .body(""),
+        )
+        .await;
         assert_eq!(r.status, 200, "{m}");
         assert_eq!(r.json()["res"], "test-any", "{m}");
     }
@@ -171,11 +187,20 @@ async fn backtracking_and_method_aware_fallback() {
 
     // Nested param vs greedy.
     let r = res(&tp.url("/dev/nested/bar/x")).await;
-    assert_eq!((r["res"].as_str(), r["param"].as_str()), (Some("nested-param"), Some("x")));
+    assert_eq!(
+        (r["res"].as_str(), r["param"].as_str()),
+        (Some("nested-param"), Some("x"))
+    );
     let r = res(&tp.url("/dev/nested/other/a/b")).await;
-    assert_eq!((r["res"].as_str(), r["rest"].as_str()), (Some("nested-greedy"), Some("other/a/b")));
+    assert_eq!(
+        (r["res"].as_str(), r["rest"].as_str()),
+        (Some("nested-greedy"), Some("other/a/b"))
+    );
     let r = res(&tp.url("/dev/nested/bar/x/y")).await;
-    assert_eq!((r["res"].as_str(), r["rest"].as_str()), (Some("nested-greedy"), Some("bar/x/y")));
+    assert_eq!(
+        (r["res"].as_str(), r["rest"].as_str()),
+        (Some("nested-greedy"), Some("bar/x/y"))
+    );
 
     // The greedy root resource does not match the stage root.
     assert_missing_token(&get(&tp.url("/dev/")).await, "greedy does not match /");
@@ -218,11 +243,18 @@ async fn invoke_url_forms_and_unknown_apis_and_stages() {
     let forbidden = |r: &Resp, what: &str| {
         assert_eq!(r.status, 403, "{what}");
         assert_eq!(r.text(), r#"{"message":"Forbidden"}"#, "{what}");
-        assert_eq!(r.header("x-amzn-ErrorType"), Some("ForbiddenException"), "{what}");
+        assert_eq!(
+            r.header("x-amzn-ErrorType"),
+            Some("ForbiddenException"),
+            "{what}"
+        );
         r.assert_aws_ids();
     };
     forbidden(&get(&tp.url("/prod/hello")).await, "plain");
-    forbidden(&get(&tp.url("/Dev/hello")).await, "stage names are case-sensitive");
+    forbidden(
+        &get(&tp.url("/Dev/hello")).await,
+        "stage names are case-sensitive",
+    );
     forbidden(&get(&tp.url("/")).await, "no stage");
     forbidden(
         &send(
@@ -288,7 +320,11 @@ async fn request_ids_on_every_response() {
         assert!(r.header("x-amz-apigw-id").is_some_and(|v| !v.is_empty()));
     }
     // A value that is not a UUID is replaced.
-    let r = send(c.get(tp.url("/dev/hello")).header("x-amzn-RequestId", "not-a-uuid")).await;
+    let r = send(
+        c.get(tp.url("/dev/hello"))
+            .header("x-amzn-RequestId", "not-a-uuid"),
+    )
+    .await;
     r.assert_aws_ids();
     assert_ne!(r.header("x-amzn-RequestId"), Some("not-a-uuid"));
 }

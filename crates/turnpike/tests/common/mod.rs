@@ -162,7 +162,9 @@ impl Turnpike {
                 for line in BufReader::new(out).lines() {
                     let Ok(line) = line else { break };
                     if let Some(rest) = line.strip_prefix("turnpike listening on http://") {
-                        if let Some(port) = rest.rsplit(':').next().and_then(|p| p.trim().parse().ok()) {
+                        if let Some(port) =
+                            rest.rsplit(':').next().and_then(|p| p.trim().parse().ok())
+                        {
                             if let Some(tx) = tx.take() {
                                 let _ = tx.send(port);
                             }
@@ -577,7 +579,9 @@ impl Upstream {
     }
 
     pub async fn start_flavour(flavour: Flavour) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(UpState {
             flavour,
@@ -624,7 +628,9 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Recorded {
-        self.requests().pop().expect("the upstream received a request")
+        self.requests()
+            .pop()
+            .expect("the upstream received a request")
     }
 }
 
@@ -661,9 +667,7 @@ pub fn query_args(q: Option<&str>) -> Map<String, Value> {
     let mut m: Map<String, Value> = Map::new();
     for pair in q.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let dec = |s: &str| {
-            percent_decode(&s.replace('+', " "))
-        };
+        let dec = |s: &str| percent_decode(&s.replace('+', " "));
         let (k, v) = (dec(k), dec(v));
         match m.get_mut(&k) {
             Some(Value::String(old)) => {
@@ -697,7 +701,11 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn handle(st: Arc<UpState>, req: Request<hyper::body::Incoming>, peer: SocketAddr) -> Response<UpBody> {
+async fn handle(
+    st: Arc<UpState>,
+    req: Request<hyper::body::Incoming>,
+    peer: SocketAddr,
+) -> Response<UpBody> {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
