@@ -1,0 +1,530 @@
+//! The single-node [`Store`](crate::Store): one SQLite file in the data directory, WAL mode with
+//! `synchronous=FULL`, so every committed increment is on disk before the request is answered.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::period::{day_of, day_string, period_bounds};
+use crate::{
+    check_key_value, derived_id, generate_key_value, random_id, ApiKey, KeySource, KeyStore,
+    NewKey, PlanRecord, Quota, QuotaDecision, QuotaPeriod, QuotaStore, Result, StateError,
+    UsageRow,
+};
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "turnpike.db";
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: keys, plans, membership, per-day usage.
+    "CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL UNIQUE,
+        enabled INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX api_keys_name ON api_keys(name);
+    CREATE TABLE usage_plans (
+        name TEXT PRIMARY KEY,
+        id TEXT NOT NULL,
+        quota_limit INTEGER,
+        quota_period TEXT,
+        quota_offset INTEGER,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE plan_keys (
+        plan TEXT NOT NULL,
+        key_id TEXT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+        PRIMARY KEY (plan, key_id)
+    );
+    CREATE TABLE usage (
+        plan TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        used INTEGER NOT NULL,
+        PRIMARY KEY (plan, key_id, day)
+    );",
+];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating on first use) `DIR/turnpike.db` and migrates it.
+    pub fn open_dir(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        Self::open(&dir.join(DB_FILE))
+    }
+
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = SqliteStore {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let conn = self.conn.get_mut().map_err(|_| poisoned())?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(StateError::SchemaTooNew {
+                found: version,
+                supported,
+            });
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(m)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut c = self.conn.lock().map_err(|_| poisoned())?;
+        f(&mut c)
+    }
+}
+
+fn poisoned() -> StateError {
+    StateError::Invalid("the state database lock is poisoned".into())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn plans_of(conn: &Connection, key_id: &str) -> Result<Vec<String>> {
+    let mut st =
+        conn.prepare_cached("SELECT plan FROM plan_keys WHERE key_id = ?1 ORDER BY plan")?;
+    let rows = st.query_map([key_id], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
+    let source: String = r.get(4)?;
+    Ok(ApiKey {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        value: r.get(2)?,
+        enabled: r.get::<_, i64>(3)? != 0,
+        source: if source == "project" {
+            KeySource::Project
+        } else {
+            KeySource::Cli
+        },
+        created_ms: r.get(5)?,
+        plans: Vec::new(),
+    })
+}
+
+const KEY_COLS: &str = "id, name, value, enabled, source, created_ms";
+
+fn find_key(conn: &Connection, id_or_name: &str) -> Result<ApiKey> {
+    let by_id = conn
+        .query_row(
+            &format!("SELECT {KEY_COLS} FROM api_keys WHERE id = ?1"),
+            [id_or_name],
+            row_to_key,
+        )
+        .optional()?;
+    let key = match by_id {
+        Some(k) => k,
+        None => {
+            let mut st = conn.prepare(&format!(
+                "SELECT {KEY_COLS} FROM api_keys WHERE name = ?1 ORDER BY created_ms"
+            ))?;
+            let found: Vec<ApiKey> = st
+                .query_map([id_or_name], row_to_key)?
+                .collect::<std::result::Result<_, _>>()?;
+            match found.len() {
+                0 => return Err(StateError::NoSuchKey(id_or_name.to_string())),
+                1 => found
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| StateError::NoSuchKey(id_or_name.to_string()))?,
+                n => {
+                    return Err(StateError::Invalid(format!(
+                        "{n} keys are named {id_or_name:?}; give the key id"
+                    )))
+                }
+            }
+        }
+    };
+    let plans = plans_of(conn, &key.id)?;
+    Ok(ApiKey { plans, ..key })
+}
+
+fn set_plans(tx: &rusqlite::Transaction<'_>, key_id: &str, plans: &[String]) -> Result<()> {
+    tx.execute("DELETE FROM plan_keys WHERE key_id = ?1", [key_id])?;
+    for p in plans {
+        tx.execute(
+            "INSERT OR IGNORE INTO plan_keys (plan, key_id) VALUES (?1, ?2)",
+            params![p, key_id],
+        )?;
+    }
+    Ok(())
+}
+
+impl KeyStore for SqliteStore {
+    fn upsert_declared_key(&self, key: &NewKey) -> Result<ApiKey> {
+        let value = key
+            .value
+            .clone()
+            .ok_or_else(|| StateError::Invalid(format!("API key {:?} has no value", key.name)))?;
+        check_key_value(&value)?;
+        let id = key
+            .id
+            .clone()
+            .unwrap_or_else(|| derived_id(&format!("apikey/{}", key.name)));
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let clash: Option<String> = tx
+                .query_row(
+                    "SELECT id FROM api_keys WHERE value = ?1 AND id <> ?2",
+                    params![value, id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(other) = clash {
+                return Err(StateError::Invalid(format!(
+                    "API key {:?}: its value is already used by key {other}; values must be unique",
+                    key.name
+                )));
+            }
+            tx.execute(
+                "INSERT INTO api_keys (id, name, value, enabled, source, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, 'project', ?5)
+                 ON CONFLICT(id) DO UPDATE SET name = excluded.name, value = excluded.value,
+                   enabled = excluded.enabled, source = 'project'",
+                params![id, key.name, value, key.enabled as i64, now_ms()],
+            )?;
+            set_plans(&tx, &id, &key.plans)?;
+            tx.commit()?;
+            find_key(conn, &id)
+        })
+    }
+
+    fn create_key(&self, key: &NewKey) -> Result<ApiKey> {
+        let value = key.value.clone().unwrap_or_else(generate_key_value);
+        check_key_value(&value)?;
+        if key.name.is_empty() || key.name.chars().count() > 1024 {
+            return Err(StateError::Invalid(
+                "Invalid API Key name, can be at most 1024 characters.".into(),
+            ));
+        }
+        let id = key.id.clone().unwrap_or_else(random_id);
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let exists: Option<String> = tx
+                .query_row(
+                    "SELECT id FROM api_keys WHERE value = ?1 OR id = ?2",
+                    params![value, id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if exists.is_some() {
+                return Err(StateError::Invalid(
+                    "an API key with this value (or id) already exists".into(),
+                ));
+            }
+            tx.execute(
+                "INSERT INTO api_keys (id, name, value, enabled, source, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, 'cli', ?5)",
+                params![id, key.name, value, key.enabled as i64, now_ms()],
+            )?;
+            set_plans(&tx, &id, &key.plans)?;
+            tx.commit()?;
+            find_key(conn, &id)
+        })
+    }
+
+    fn list_keys(&self) -> Result<Vec<ApiKey>> {
+        self.with(|conn| {
+            let mut st = conn.prepare(&format!(
+                "SELECT {KEY_COLS} FROM api_keys ORDER BY created_ms, name"
+            ))?;
+            let keys: Vec<ApiKey> = st
+                .query_map([], row_to_key)?
+                .collect::<std::result::Result<_, _>>()?;
+            keys.into_iter()
+                .map(|k| {
+                    let plans = plans_of(conn, &k.id)?;
+                    Ok(ApiKey { plans, ..k })
+                })
+                .collect()
+        })
+    }
+
+    fn key_by_value(&self, value: &str) -> Result<Option<ApiKey>> {
+        self.with(|conn| {
+            let k = conn
+                .prepare_cached(&format!("SELECT {KEY_COLS} FROM api_keys WHERE value = ?1"))?
+                .query_row([value], row_to_key)
+                .optional()?;
+            match k {
+                None => Ok(None),
+                Some(k) => {
+                    let plans = plans_of(conn, &k.id)?;
+                    Ok(Some(ApiKey { plans, ..k }))
+                }
+            }
+        })
+    }
+
+    fn set_enabled(&self, id_or_name: &str, enabled: bool) -> Result<ApiKey> {
+        self.with(|conn| {
+            let k = find_key(conn, id_or_name)?;
+            conn.execute(
+                "UPDATE api_keys SET enabled = ?1 WHERE id = ?2",
+                params![enabled as i64, k.id],
+            )?;
+            find_key(conn, &k.id)
+        })
+    }
+
+    fn delete_key(&self, id_or_name: &str) -> Result<ApiKey> {
+        self.with(|conn| {
+            let k = find_key(conn, id_or_name)?;
+            conn.execute("DELETE FROM api_keys WHERE id = ?1", [&k.id])?;
+            Ok(k)
+        })
+    }
+
+    fn sync_plans(&self, plans: &[(String, Option<Quota>)], now_ms: i64) -> Result<()> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for (name, quota) in plans {
+                tx.execute(
+                    "INSERT INTO usage_plans (name, id, quota_limit, quota_period, quota_offset, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(name) DO UPDATE SET quota_limit = excluded.quota_limit,
+                       quota_period = excluded.quota_period, quota_offset = excluded.quota_offset",
+                    params![
+                        name,
+                        derived_id(&format!("usageplan/{name}")),
+                        quota.map(|q| q.limit as i64),
+                        quota.map(|q| q.period.as_str()),
+                        quota.map(|q| q.offset as i64),
+                        now_ms
+                    ],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn plans(&self) -> Result<Vec<PlanRecord>> {
+        self.with(|conn| {
+            let mut st = conn.prepare(
+                "SELECT name, id, quota_limit, quota_period, quota_offset, created_ms FROM usage_plans ORDER BY name",
+            )?;
+            let rows = st.query_map([], |r| {
+                let limit: Option<i64> = r.get(2)?;
+                let period: Option<String> = r.get(3)?;
+                let offset: Option<i64> = r.get(4)?;
+                let quota = match (limit, period.as_deref().and_then(QuotaPeriod::parse)) {
+                    (Some(l), Some(p)) => Some(Quota {
+                        limit: l.max(0) as u64,
+                        period: p,
+                        offset: offset.unwrap_or(0).max(0) as u64,
+                    }),
+                    _ => None,
+                };
+                Ok(PlanRecord {
+                    name: r.get(0)?,
+                    id: r.get(1)?,
+                    quota,
+                    created_ms: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+        })
+    }
+}
+
+impl QuotaStore for SqliteStore {
+    fn consume(
+        &self,
+        plan: &str,
+        key_id: &str,
+        quota: Option<&Quota>,
+        plan_created_ms: i64,
+        now_ms: i64,
+    ) -> Result<QuotaDecision> {
+        let today = day_of(now_ms);
+        let today_s = day_string(today);
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (used, remaining) = match quota {
+                Some(q) => {
+                    let (start, end) = period_bounds(q.period, today);
+                    let used: i64 = tx.query_row(
+                        "SELECT COALESCE(SUM(used), 0) FROM usage
+                         WHERE plan = ?1 AND key_id = ?2 AND day >= ?3 AND day < ?4",
+                        params![plan, key_id, day_string(start), day_string(end)],
+                        |r| r.get(0),
+                    )?;
+                    let used = used.max(0) as u64;
+                    let limit = q.effective_limit(plan_created_ms, now_ms);
+                    if used >= limit {
+                        return Ok(QuotaDecision::Exceeded);
+                    }
+                    (used + 1, Some(limit - used - 1))
+                }
+                None => (0, None),
+            };
+            tx.execute(
+                "INSERT INTO usage (plan, key_id, day, used) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT(plan, key_id, day) DO UPDATE SET used = used + 1",
+                params![plan, key_id, today_s],
+            )?;
+            // synchronous=FULL: the commit is on disk before we answer.
+            tx.commit()?;
+            Ok(QuotaDecision::Allowed { used, remaining })
+        })
+    }
+
+    fn usage(&self, plan: Option<&str>, start_day: &str, end_day: &str) -> Result<Vec<UsageRow>> {
+        self.with(|conn| {
+            let mut st = conn.prepare(
+                "SELECT plan, key_id, day, used FROM usage
+                 WHERE (?1 IS NULL OR plan = ?1) AND day >= ?2 AND day <= ?3
+                 ORDER BY plan, key_id, day",
+            )?;
+            let rows = st.query_map(params![plan, start_day, end_day], |r| {
+                Ok(UsageRow {
+                    plan: r.get(0)?,
+                    key_id: r.get(1)?,
+                    day: r.get(2)?,
+                    used: r.get::<_, i64>(3)?.max(0) as u64,
+                })
+            })?;
+            Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str, value: &str, plans: &[&str]) -> NewKey {
+        NewKey {
+            id: None,
+            name: name.into(),
+            value: Some(value.into()),
+            enabled: true,
+            plans: plans.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn keys_quota_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_700_000_000_000;
+        let q = Quota {
+            limit: 2,
+            period: QuotaPeriod::Day,
+            offset: 0,
+        };
+        {
+            let s = SqliteStore::open_dir(dir.path()).unwrap();
+            let k = s
+                .upsert_declared_key(&key("alice", "alice-key-0123456789abcdef", &["gold"]))
+                .unwrap();
+            assert_eq!(k.plans, vec!["gold".to_string()]);
+            assert!(format!("{k:?}").contains("redacted"));
+            s.sync_plans(&[("gold".into(), Some(q))], now).unwrap();
+            assert!(matches!(
+                s.consume("gold", &k.id, Some(&q), now, now).unwrap(),
+                QuotaDecision::Allowed {
+                    used: 1,
+                    remaining: Some(1)
+                }
+            ));
+            assert!(s.check_short_value());
+        }
+        let s = SqliteStore::open_dir(dir.path()).unwrap();
+        let k = s
+            .key_by_value("alice-key-0123456789abcdef")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            s.consume("gold", &k.id, Some(&q), now, now).unwrap(),
+            QuotaDecision::Allowed {
+                used: 2,
+                remaining: Some(0)
+            }
+        ));
+        assert_eq!(
+            s.consume("gold", &k.id, Some(&q), now, now).unwrap(),
+            QuotaDecision::Exceeded
+        );
+        // The next day starts over.
+        assert!(matches!(
+            s.consume("gold", &k.id, Some(&q), now, now + 86_400_000)
+                .unwrap(),
+            QuotaDecision::Allowed { used: 1, .. }
+        ));
+        let rows = s.usage(None, "2000-01-01", "2100-01-01").unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].used, 2);
+        let d = s.set_enabled("alice", false).unwrap();
+        assert!(!d.enabled);
+        let c = s
+            .create_key(&NewKey {
+                id: None,
+                name: "bob".into(),
+                value: None,
+                enabled: true,
+                plans: vec!["gold".into()],
+            })
+            .unwrap();
+        assert_eq!(c.value.len(), 40);
+        assert_eq!(s.list_keys().unwrap().len(), 2);
+        s.delete_key(&c.id).unwrap();
+        assert_eq!(s.list_keys().unwrap().len(), 1);
+        assert!(s.delete_key("nobody").is_err());
+    }
+
+    impl SqliteStore {
+        fn check_short_value(&self) -> bool {
+            self.create_key(&key("x", "short", &[])).is_err()
+        }
+    }
+}
