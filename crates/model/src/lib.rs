@@ -4,7 +4,9 @@
 //! One model, three faces: the importer, the management API and the exporter all speak these
 //! types, whose serde form is AWS's own JSON.
 
+pub mod access;
 pub mod diagnostics;
+pub mod functions;
 pub mod ids;
 mod load;
 pub mod openapi;
@@ -12,6 +14,7 @@ mod project;
 pub mod rest;
 pub mod source;
 pub mod unsupported;
+pub mod v2;
 pub mod validate;
 mod walk;
 
@@ -37,12 +40,17 @@ pub struct Project {
     pub region: String,
     pub account_id: String,
     pub apis: Vec<ProjectApi>,
+    /// WebSocket APIs (`websocketApis:` in the project file).
+    pub websocket_apis: Vec<v2::WebSocketProjectApi>,
     /// Everything Turnpike accepted but does not (yet) emulate, unknown extensions, and other
     /// findings that do not stop the project from serving.
     pub warnings: Vec<Diagnostic>,
-    /// The project file's `functions:` section, kept as written (reserved for Lambda emulation;
-    /// not interpreted yet). `None` for bare definitions or when absent.
-    pub functions: Option<serde_json::Value>,
+    /// The project file's `functions:` (Lambda functions integrations resolve by name).
+    pub functions: Vec<functions::FunctionDef>,
+    /// The project file's `aws:` section (service endpoints and credentials).
+    pub aws: functions::AwsSettings,
+    /// API keys, usage plans, account throttle, IAM access keys, authorizer settings, data dir.
+    pub access: access::AccessConfig,
 }
 
 #[derive(Debug, Clone)]

@@ -133,8 +133,11 @@ fn load_bare(path: &Path, doc: source::Document, opts: &LoadOptions) -> Result<P
         region: DEFAULT_REGION.to_string(),
         account_id: DEFAULT_ACCOUNT_ID.to_string(),
         apis: vec![api],
+        websocket_apis: Vec::new(),
         warnings: diags,
-        functions: None,
+        functions: Vec::new(),
+        aws: Default::default(),
+        access: Default::default(),
     })
 }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::diagnostics::{Diagnostic, Severity};
+use crate::functions::{AwsSettings, FunctionConfig, FunctionDef};
 use crate::load::{
     default_stage_name, file_error, finish_api, read_text, relative_to, LoadError, LoadOptions,
 };
@@ -18,7 +19,7 @@ use crate::unsupported::{unsupported_stage_features, Feature};
 use crate::walk::{did_you_mean, Ctx};
 use crate::{ids, validate, Project, DEFAULT_ACCOUNT_ID, DEFAULT_REGION};
 
-const ROOT_KEYS: &[&str] = &["listen", "region", "accountId", "apis", "functions"];
+const ROOT_KEYS: &[&str] = &["listen", "region", "accountId", "apis", "functions", "aws", "websocketApis", "apiKeys", "usagePlans", "throttling", "iamAccessKeys", "authorizers", "dataDir"];
 const API_KEYS: &[&str] = &["definition", "id", "stages"];
 const STAGE_KEYS: &[&str] = &[
     "name",
@@ -71,8 +72,11 @@ pub(crate) fn load(path: &Path, doc: Document, opts: &LoadOptions) -> Result<Pro
         region: DEFAULT_REGION.to_string(),
         account_id: DEFAULT_ACCOUNT_ID.to_string(),
         apis: Vec::new(),
+        websocket_apis: Vec::new(),
         warnings: Vec::new(),
-        functions: None,
+        functions: Vec::new(),
+        aws: AwsSettings::default(),
+        access: Default::default(),
     };
     let Some(root) = cx.obj(&doc.value, "") else {
         return Err(LoadError {
@@ -131,11 +135,15 @@ pub(crate) fn load(path: &Path, doc: Document, opts: &LoadOptions) -> Result<Pro
                     }
                 }
             }
-            "apis" => {}
-            "functions" => {
-                cx.warn(&p, "functions are not yet supported by Turnpike: the section is kept but has no effect");
-                project.functions = Some(v.clone());
+            "apis" | "websocketApis" => {}
+            k if crate::access::ACCESS_ROOT_KEYS.contains(&k) => {
+                crate::access::parse_root_key(&mut cx, k, v, &p, path, &mut project.access)
             }
+            "functions" => project.functions = functions(&mut cx, v, &p, path),
+            "aws" => match crate::functions::parse::<AwsSettings>(v) {
+                Ok(a) => project.aws = a,
+                Err(e) => cx.error(&p, format!("invalid aws section: {e}")),
+            },
             other => unknown_key(&mut cx, &p, other, "project", ROOT_KEYS),
         }
     }
@@ -263,9 +271,17 @@ pub(crate) fn load(path: &Path, doc: Document, opts: &LoadOptions) -> Result<Pro
                 .apis
                 .push(finish_api(&def_path, imported, stage_list, &mut diags));
         }
-    } else if !root.contains_key("apis") {
+    } else if !root.contains_key("apis") && !root.contains_key("websocketApis") {
         cx.error("", "apis is required");
     }
+    if let Some(v) = root.get("websocketApis") {
+        let taken: Vec<String> = project.apis.iter().map(|a| a.definition.api.id.clone()).collect();
+        project.websocket_apis = crate::v2::load_section(&mut cx, v, "/websocketApis", opts, &taken);
+        if !project.websocket_apis.is_empty() {
+            stage_found = true;
+        }
+    }
+    crate::access::check_references(&mut cx, &project);
     if let Some(s) = &opts.stage {
         if !stage_found {
             diags.push(file_error(
@@ -282,6 +298,48 @@ pub(crate) fn load(path: &Path, doc: Document, opts: &LoadOptions) -> Result<Pro
     }
     project.warnings = all;
     Ok(project)
+}
+
+/// The `functions:` mapping: name → [`FunctionConfig`].
+fn functions(cx: &mut Ctx<'_>, v: &Value, ptr: &str, project_file: &Path) -> Vec<FunctionDef> {
+    let mut out = Vec::new();
+    let Some(m) = cx.obj(v, ptr) else {
+        return out;
+    };
+    for (name, fv) in m {
+        let fp = join(ptr, name);
+        if !crate::functions::is_function_name(name) {
+            cx.error(
+                &fp,
+                format!("invalid function name {name:?}: 1-64 letters, digits, '-' or '_'"),
+            );
+            continue;
+        }
+        let mut config = match crate::functions::parse::<FunctionConfig>(fv) {
+            Ok(c) => c,
+            Err(e) => {
+                cx.error(&fp, format!("invalid function {name:?}: {e}"));
+                continue;
+            }
+        };
+        let problems = config.problems();
+        for (key, msg) in &problems {
+            let p = if key.is_empty() {
+                fp.clone()
+            } else {
+                join(&fp, key)
+            };
+            cx.error(&p, msg.clone());
+        }
+        if problems.is_empty() {
+            config.resolve_paths(project_file);
+            out.push(FunctionDef {
+                name: name.clone(),
+                config,
+            });
+        }
+    }
+    out
 }
 
 fn is_region(s: &str) -> bool {
@@ -398,7 +456,7 @@ fn stage(
     })
 }
 
-fn variables(cx: &mut Ctx<'_>, v: &Value, ptr: &str) -> BTreeMap<String, String> {
+pub(crate) fn variables(cx: &mut Ctx<'_>, v: &Value, ptr: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let Some(m) = cx.obj(v, ptr) else { return out };
     if m.len() > MAX_STAGE_VARIABLES {

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
 use turnpike_model::rest::{IntegrationType, MethodSetting};
 use turnpike_model::{load_project, LoadOptions, Severity};
 
@@ -26,10 +25,21 @@ fn project_file_fields() {
     assert_eq!(p.listen.as_deref(), Some("127.0.0.1:4567"));
     assert_eq!(p.region, "eu-west-1");
     assert_eq!(p.account_id, "000000000042");
+    assert_eq!(p.functions.len(), 1);
+    let f = &p.functions[0];
+    assert_eq!(f.name, "hello");
+    assert_eq!(f.config.handler.as_deref(), Some("index.handler"));
+    assert_eq!(f.config.timeout, 10.0);
     assert_eq!(
-        p.functions,
-        Some(json!({"hello": {"handler": "index.handler"}}))
+        f.config.command.as_ref().map(|c| c.args()),
+        Some(vec![
+            "python3".to_string(),
+            "-m".into(),
+            "awslambdaric".into(),
+            "index.handler".into()
+        ])
     );
+    assert_eq!(f.config.working_dir.as_deref(), path.parent());
     assert_eq!(p.apis.len(), 2);
 
     // Paths are relative to the project file.
@@ -108,17 +118,8 @@ fn project_file_fields() {
         Some("arn:aws:apigateway:eu-west-1:s3:path/bucket")
     );
 
-    // Warnings: functions, canary (not emulated), and nothing is an error.
+    // Warnings: canary (not emulated), and nothing is an error.
     assert!(p.warnings.iter().all(|w| w.severity == Severity::Warning));
-    let w = p
-        .warnings
-        .iter()
-        .find(|w| w.message.contains("functions are not yet supported"))
-        .expect("functions warning");
-    assert_eq!(
-        (w.file.as_path(), w.line, w.column, w.pointer.as_str()),
-        (path.as_path(), Some(26), Some(1), "/functions")
-    );
     let w = p
         .warnings
         .iter()
@@ -246,7 +247,7 @@ fn bare_definition_stage_defaults() {
     assert_eq!(p.apis[0].stages[0].stage_name, "v1");
     assert_eq!(p.region, "us-east-1");
     assert_eq!(p.account_id, "123456789012");
-    assert!(p.listen.is_none() && p.functions.is_none());
+    assert!(p.listen.is_none() && p.functions.is_empty());
     // --stage wins.
     let p = load_project(&fixture("project/apis/petstore.yaml"), &opts(Some("qa")))
         .unwrap_or_else(|e| panic!("{e}"));
