@@ -272,6 +272,19 @@ impl<'r> DRef<'r> {
     }
 }
 
+/// Bytes that end a plain run inside a JSON string: `"`, `\\` and control characters.
+static STR_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 /// Exact powers of ten representable as f64 (Clinger's fast path).
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
@@ -419,6 +432,13 @@ impl<'a> Parser<'a> {
     fn string(&mut self) -> Option<SRef> {
         self.i += 1;
         let start = self.i;
+        // Skip plain bytes quickly.
+        while let Some(&b) = self.s.get(self.i) {
+            if STR_SPECIAL[b as usize] {
+                break;
+            }
+            self.i += 1;
+        }
         loop {
             let c = *self.s.get(self.i)?;
             match c {
@@ -551,8 +571,14 @@ impl<'a> Parser<'a> {
         self.depth -= 1;
         let first = self.doc.nodes.len() as u32;
         let len = (self.stack_nodes.len() - mark) as u32;
-        self.doc.nodes.extend(self.stack_nodes.drain(mark..));
-        self.doc.keys.extend(self.stack_keys.drain(mark..));
+        self.doc
+            .nodes
+            .extend_from_slice(self.stack_nodes.get(mark..).unwrap_or(&[]));
+        self.doc
+            .keys
+            .extend_from_slice(self.stack_keys.get(mark..).unwrap_or(&[]));
+        self.stack_nodes.truncate(mark);
+        self.stack_keys.truncate(mark);
         Some(Node::Arr { first, len })
     }
 
@@ -593,8 +619,14 @@ impl<'a> Parser<'a> {
         self.depth -= 1;
         let first = self.doc.nodes.len() as u32;
         let len = (self.stack_nodes.len() - mark) as u32;
-        self.doc.nodes.extend(self.stack_nodes.drain(mark..));
-        self.doc.keys.extend(self.stack_keys.drain(mark..));
+        self.doc
+            .nodes
+            .extend_from_slice(self.stack_nodes.get(mark..).unwrap_or(&[]));
+        self.doc
+            .keys
+            .extend_from_slice(self.stack_keys.get(mark..).unwrap_or(&[]));
+        self.stack_nodes.truncate(mark);
+        self.stack_keys.truncate(mark);
         let mut index = u32::MAX;
         if len > INDEX_THRESHOLD {
             let mut order: Vec<u32> = (0..len).collect();

@@ -503,10 +503,6 @@ impl<'r> Eval<'r> {
             self.vars[var as usize] = item;
             self.vars[SLOT_VELOCITY_COUNT as usize] = Value::Int(i as i64 + 1);
             self.vars[SLOT_VELOCITY_HAS_NEXT as usize] = Value::Bool(has_next);
-            // The loop variable may have shadowed $foreach; keep the scope object.
-            if var != SLOT_FOREACH {
-                self.vars[SLOT_FOREACH as usize] = Value::Loop(info.clone());
-            }
             match self.run(body) {
                 Ok(Flow::Normal) => {}
                 Ok(Flow::Break) => break,
@@ -700,11 +696,22 @@ impl<'r> Eval<'r> {
     // ------------------------------------------------------------- references
 
     fn eval_ref(&mut self, r: &'r RefExpr) -> R<Value<'r>> {
-        let mut cur = self.vars[r.root as usize].clone();
         let n = r.parts.len();
-        for (i, part) in r.parts.iter().enumerate() {
+        // Common first step without cloning the root value.
+        let (mut cur, skip) = match (&self.vars[r.root as usize], r.parts.first()) {
+            (Value::Doc(d), Some(Access::Prop(name))) => {
+                let d = *d;
+                (self.doc_prop(d, name), 1)
+            }
+            (Value::Loop(l), Some(Access::Prop(name))) => (loop_prop(l, name), 1),
+            (root, _) => (root.clone(), 0),
+        };
+        if skip == 1 && cur.is_null() {
+            return Ok(Value::Null);
+        }
+        for (i, part) in r.parts.iter().enumerate().skip(skip) {
             cur = match part {
-                Access::Prop(name) => self.prop(&cur, name)?,
+                Access::Prop(name) => self.prop(&cur, name),
                 Access::Index(e) => {
                     let k = self.expr(e)?;
                     self.index(&cur, &k)?
@@ -771,14 +778,19 @@ impl<'r> Eval<'r> {
         }
     }
 
-    fn prop(&mut self, base: &Value<'r>, name: &str) -> R<Value<'r>> {
-        Ok(match base {
+    #[inline]
+    fn doc_prop(&self, d: DRef<'r>, name: &str) -> Value<'r> {
+        match d.get(name) {
+            Some(c) => Value::from_doc(c),
+            None if name == "empty" && d.is_array() => Value::Bool(d.len() == 0),
+            None => Value::Null,
+        }
+    }
+
+    fn prop(&mut self, base: &Value<'r>, name: &str) -> Value<'r> {
+        match base {
             Value::Null => Value::Null,
-            Value::Doc(d) => match d.get(name) {
-                Some(c) => Value::from_doc(c),
-                None if name == "empty" && d.is_array() => Value::Bool(d.len() == 0),
-                None => Value::Null,
-            },
+            Value::Doc(d) => self.doc_prop(*d, name),
             Value::CtxJson(J::Object(o)) => o.get(name).map(Value::from_serde).unwrap_or_default(),
             Value::Map(m) => m.borrow().map.get(name).cloned().unwrap_or_default(),
             Value::List(l) if name == "empty" => Value::Bool(l.borrow().items.is_empty()),
@@ -809,7 +821,7 @@ impl<'r> Eval<'r> {
             },
             Value::ParamSection(s) => self.param_in(*s, name).map(Value::BStr).unwrap_or_default(),
             _ => Value::Null,
-        })
+        }
     }
 
     fn context_get(&mut self, name: &str) -> Value<'r> {
@@ -876,7 +888,7 @@ impl<'r> Eval<'r> {
             (Value::Str(_) | Value::BStr(_), _) => Ok(Value::Null),
             _ => {
                 let k = self.key_string(key)?;
-                self.prop(base, &k)
+                Ok(self.prop(base, &k))
             }
         }
     }
@@ -1433,7 +1445,7 @@ impl<'r> Eval<'r> {
             Value::Params => Ok(match id {
                 M::Get => {
                     let k = self.key_string(a.get(0))?;
-                    self.prop(&recv, &k)?
+                    self.prop(&recv, &k)
                 }
                 _ => self.map_read_call(&recv, id, &a)?,
             }),
@@ -1549,7 +1561,7 @@ impl<'r> Eval<'r> {
             M::ToString => Ok(Value::str("")),
             M::Get => {
                 let k = self.key_string(a.get(0))?;
-                self.prop(&Value::Input, &k)
+                Ok(self.prop(&Value::Input, &k))
             }
             _ => Ok(Value::Null),
         }
@@ -2024,7 +2036,7 @@ impl<'r> Eval<'r> {
                 let k = self.key_string(a.get(0))?;
                 let v = match recv {
                     Value::Map(m) => m.borrow().map.get(&k).cloned().unwrap_or_default(),
-                    _ => self.prop(recv, &k)?,
+                    _ => self.prop(recv, &k),
                 };
                 if v.is_null() && id == M::GetOrDefault {
                     a.get(1).clone()

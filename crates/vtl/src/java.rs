@@ -54,47 +54,56 @@ pub(crate) fn fmt_int(i: i64, out: &mut String) {
     out.push_str(b.format(i));
 }
 
+/// Bytes `escape_javascript` must rewrite.
+static JS_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i < 0x20 || i >= 0x80;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\'' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'/' as usize] = true;
+    t
+};
+
 /// Apache Commons Lang 2 `StringEscapeUtils.escapeJavaScript`.
 pub(crate) fn escape_javascript(s: &str, out: &mut String) {
-    out.reserve(s.len() + 8);
-    let mut last = 0;
     let bytes = s.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        let rep: &str = match b {
-            b'"' => "\\\"",
-            b'\'' => "\\'",
-            b'\\' => "\\\\",
-            b'/' => "\\/",
-            b'\n' => "\\n",
-            b'\t' => "\\t",
-            b'\r' => "\\r",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            0x20..=0x7f => continue,
-            _ => "",
-        };
+    let mut last = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !JS_SPECIAL[b as usize] {
+            i += 1;
+            continue;
+        }
+        out.push_str(&s[last..i]);
         if b >= 0x80 {
-            // Non-ASCII: handled per char below (only at char starts).
-            if (b & 0xC0) == 0x80 {
-                continue; // continuation byte
-            }
-            out.push_str(&s[last..i]);
             let ch = s[i..].chars().next().unwrap_or('\u{FFFD}');
             let mut units = [0u16; 2];
             for u in ch.encode_utf16(&mut units) {
                 push_js_unicode(*u, out);
             }
-            last = i + ch.len_utf8();
-            continue;
-        }
-        out.push_str(&s[last..i]);
-        if rep.is_empty() {
-            push_js_unicode(u16::from(b), out);
+            i += ch.len_utf8();
         } else {
-            out.push_str(rep);
+            match b {
+                b'"' => out.push_str("\\\""),
+                b'\'' => out.push_str("\\'"),
+                b'\\' => out.push_str("\\\\"),
+                b'/' => out.push_str("\\/"),
+                b'\n' => out.push_str("\\n"),
+                b'\t' => out.push_str("\\t"),
+                b'\r' => out.push_str("\\r"),
+                0x08 => out.push_str("\\b"),
+                0x0c => out.push_str("\\f"),
+                _ => push_js_unicode(u16::from(b), out),
+            }
+            i += 1;
         }
-        last = i + 1;
+        last = i;
     }
     out.push_str(&s[last..]);
 }

@@ -219,10 +219,8 @@ impl<'s> Parser<'s> {
             self.pos = i;
             if i >= self.end {
                 flush(&mut nodes, &mut text);
-                return match kind {
-                    BlockKind::Top | BlockKind::Interp => Ok((nodes, BlockEnd::Eof)),
-                    _ => Err(self.err_at(self.pos, "unexpected end of template: missing #end")),
-                };
+                // Blocks report a missing #end at their opening directive.
+                return Ok((nodes, BlockEnd::Eof));
             }
             match self.b[i] {
                 b'\\' => {
@@ -585,12 +583,12 @@ impl<'s> Parser<'s> {
                     let (body, end) = self.block(BlockKind::Block)?;
                     match end {
                         BlockEnd::End => {}
-                        _ => return Err(self.err_at(hash, "missing #end for #if")),
+                        _ => return Err(self.err_at(hash, "missing #end for this #if")),
                     }
                     otherwise = Some(body);
                     break;
                 }
-                BlockEnd::Eof => return Err(self.err_at(hash, "missing #end for #if")),
+                BlockEnd::Eof => return Err(self.err_at(hash, "missing #end for this #if")),
             }
         }
         self.leave();
