@@ -13,6 +13,25 @@ use crate::mapping::{self, MappingInput};
 use crate::pipeline::integration_request::{media_type, template_params};
 use crate::pipeline::{content_handling, Invocation};
 
+/// Method response headers of non-proxy integrations that AWS renames to
+/// `x-amzn-Remapped-{name}` (§3.5); `Transfer-Encoding` is dropped.
+const REMAPPED_METHOD_RESPONSE_HEADERS: [&str; 14] = [
+    "authorization",
+    "connection",
+    "content-length",
+    "content-md5",
+    "date",
+    "expect",
+    "host",
+    "max-forwards",
+    "proxy-authenticate",
+    "server",
+    "trailer",
+    "upgrade",
+    "user-agent",
+    "www-authenticate",
+];
+
 /// What the integration answered.
 pub struct IntegrationOutput {
     /// The value matched against `selectionPattern`s: the backend status (HTTP, MOCK) or the
@@ -140,6 +159,16 @@ pub fn respond(
         h.insert(http::header::CONTENT_TYPE, v);
     }
     for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        if lower == "transfer-encoding" {
+            continue;
+        }
+        // Reserved names come out as `x-amzn-Remapped-{name}` (recorded against AWS).
+        let name = if REMAPPED_METHOD_RESPONSE_HEADERS.contains(&lower.as_str()) {
+            format!("x-amzn-Remapped-{name}")
+        } else {
+            name
+        };
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(&value),

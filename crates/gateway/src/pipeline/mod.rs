@@ -59,6 +59,16 @@ impl Invocation {
 /// Serves one request end to end. Never fails: every error becomes a response.
 pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let started = Instant::now();
+    // AWS answers HTTP/1.1 requests with `Connection: keep-alive` unless the client closes.
+    let keep_alive = req.version() == http::Version::HTTP_11
+        && !req
+            .headers()
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
+            });
     let runtime: Arc<Runtime> = gw.runtime();
     let mut ctx = route::initial_context(&runtime, &req, peer);
     let routed = route::route(&runtime, req, &mut ctx, &gw.limits);
@@ -70,6 +80,12 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: SocketAddr) -> R
         }
     };
     method_response::finish(&mut response, &mut ctx, started, stage.as_deref());
+    if keep_alive {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("keep-alive"),
+        );
+    }
     response
 }
 

@@ -18,6 +18,22 @@ use crate::gateway_response::FailedRequest;
 use crate::pipeline::Invocation;
 use crate::Limits;
 
+/// Client headers API Gateway strips from the method request (§3.5).
+const HIDDEN_REQUEST_HEADERS: [&str; 12] = [
+    "connection",
+    "content-length",
+    "content-md5",
+    "expect",
+    "max-forwards",
+    "proxy-authenticate",
+    "server",
+    "te",
+    "transfer-encoding",
+    "trailer",
+    "upgrade",
+    "www-authenticate",
+];
+
 /// A response decided before the request reached an integration.
 pub struct Early {
     pub response: Response<Body>,
@@ -237,6 +253,12 @@ pub fn route(
     };
     ctx.resource_id = method_rt.resource_id.clone();
     ctx.resource_path = method_rt.resource_path.clone();
+    // Hop-by-hop and framing headers never reach the integration: they are invisible to
+    // mappings and templates too (`$input.params('Connection')` is empty, recorded on AWS).
+    let mut parts = parts;
+    for name in HIDDEN_REQUEST_HEADERS {
+        parts.headers.remove(name);
+    }
     let inv = Invocation {
         api,
         stage,

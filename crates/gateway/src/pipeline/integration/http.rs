@@ -51,6 +51,89 @@ const REMAPPED_RESPONSE_HEADERS: [(&str, &str); 5] = [
     ("x-amzn-requestid", "x-amzn-remapped-x-amzn-requestid"),
 ];
 
+/// Hop-by-hop headers that never reach an HTTP or HTTP_PROXY backend, even when mapped
+/// (AWS drops `Expect`, `Proxy-Authenticate`, `TE` after mapping and `Via` for HTTP types).
+const DROPPED_AFTER_MAPPING: [&str; 6] = [
+    "connection",
+    "expect",
+    "proxy-authenticate",
+    "te",
+    "via",
+    "keep-alive",
+];
+
+fn drop_hop_by_hop(h: &mut HeaderMap) {
+    for name in DROPPED_AFTER_MAPPING {
+        h.remove(name);
+    }
+}
+
+/// A client body up to this size is read before the backend is called, so that a small chunked
+/// upload reaches the backend with a `Content-Length` (AWS buffers requests); larger ones stream.
+const BUFFER_SMALL_BODY: usize = 64 * 1024;
+
+/// Reads the first frames of `body`; returns the whole body if it ends within
+/// [`BUFFER_SMALL_BODY`] bytes, else a stream replaying what was read followed by the rest.
+async fn small_or_stream(mut body: Incoming, limit: usize) -> Result<Body, GatewayError> {
+    use http_body::Body as _;
+    if body.is_end_stream() {
+        return Ok(Body::empty());
+    }
+    let mut prefix = bytes::BytesMut::new();
+    while prefix.len() <= BUFFER_SMALL_BODY {
+        match body.frame().await {
+            None => return Ok(Body::full(prefix.freeze())),
+            Some(Ok(frame)) => {
+                if let Ok(d) = frame.into_data() {
+                    prefix.extend_from_slice(&d);
+                }
+            }
+            Some(Err(e)) => {
+                return Err(GatewayError::internal(format!(
+                    "reading the request body failed: {e}"
+                )))
+            }
+        }
+    }
+    let first = prefix.freeze();
+    let head = http_body_util::Full::new(first.clone())
+        .map_err(|never: std::convert::Infallible| -> crate::body::BoxError { match never {} });
+    let rest = http_body_util::Limited::new(body, limit.saturating_sub(first.len()));
+    Ok(Body::stream(Chain {
+        head: Some(head),
+        rest,
+    }))
+}
+
+/// `head` then `rest`, as one body.
+struct Chain<A, B> {
+    head: Option<A>,
+    rest: B,
+}
+
+impl<A, B> http_body::Body for Chain<A, B>
+where
+    A: http_body::Body<Data = Bytes, Error = crate::body::BoxError> + Unpin,
+    B: http_body::Body<Data = Bytes, Error = crate::body::BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        if let Some(h) = self.head.as_mut() {
+            match std::pin::Pin::new(h).poll_frame(cx) {
+                Poll::Ready(None) => self.head = None,
+                other => return other,
+            }
+        }
+        std::pin::Pin::new(&mut self.rest).poll_frame(cx)
+    }
+}
+
 fn header_value(s: &str) -> Result<HeaderValue, GatewayError> {
     HeaderValue::from_str(s).map_err(|_| {
         GatewayError::internal(format!(
@@ -204,12 +287,18 @@ pub async fn proxy(
     for (k, v) in &mapped.headers {
         headers.insert(header_name(k)?, header_value(v)?);
     }
+    drop_hop_by_hop(&mut headers);
     add_gateway_headers(&mut headers, inv);
     if !headers.contains_key(header::USER_AGENT) {
         headers.insert(header::USER_AGENT, default_user_agent(inv));
     }
     let limit = gw.limits.max_payload_bytes;
-    let mut req = Request::new(Body::stream(http_body_util::Limited::new(body, limit)));
+    let body = small_or_stream(body, limit).await?;
+    if let Body::Full(b) = &body {
+        let len = b.as_ref().map_or(0, |b| b.len());
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    let mut req = Request::new(body);
     *req.method_mut() = outgoing_method(inv);
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
@@ -268,7 +357,10 @@ pub async fn invoke(
     for (k, v) in &mapped.headers {
         headers.insert(header_name(k)?, header_value(v)?);
     }
+    drop_hop_by_hop(&mut headers);
     add_gateway_headers(&mut headers, inv);
+    // AWS always sends the length, `Content-Length: 0` included.
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(mapped.body.len()));
     let mut req = Request::new(Body::full(mapped.body.clone()));
     *req.method_mut() = method;
     *req.uri_mut() = uri;
