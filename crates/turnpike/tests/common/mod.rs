@@ -424,18 +424,26 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> Resp {
 pub async fn read_response(s: &mut TcpStream, head_only: bool) -> Option<Resp> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i;
+    let (head, mut rest) = loop {
+        let head_end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i;
+            }
+            let n = s.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let rest = buf[head_end + 4..].to_vec();
+        // Skip interim responses (100 Continue).
+        if head.starts_with("HTTP/1.1 100 ") {
+            buf = rest;
+            continue;
         }
-        let n = s.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        break (head, rest);
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut rest = buf[head_end + 4..].to_vec();
     let mut lines = head.split("\r\n");
     let status_line = lines.next()?;
     let status: u16 = status_line.split(' ').nth(1)?.parse().ok()?;
@@ -870,23 +878,48 @@ async fn handle(
         .find(|(k, _)| k == "host")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let echo = json!({
+    let mut echo = json!({
         "method": method,
         "path": path,
-        "query": query,
         "args": query_args(query.as_deref()),
         "headers": hmap,
-        "body": text,
         "data": data,
         "domain": host,
         "origin": peer.ip().to_string(),
     });
+    // The recorded Lambda function URL echoes returned exactly the keys above.
+    if matches!(st.flavour, Flavour::Plain | Flavour::Httpbin) {
+        echo["query"] = json!(query);
+        echo["body"] = json!(text);
+    }
     let mut r = json_response(200, &echo);
     dress(&st, &mut r);
     r
 }
 
 fn dress(st: &UpState, r: &mut Response<UpBody>) {
+    if matches!(st.flavour, Flavour::LambdaUrl | Flavour::LambdaUrlTrimmed) {
+        // What a Lambda function URL adds to every response.
+        let (n, trace) = {
+            let reqs = st.requests.lock().unwrap();
+            let trace = reqs
+                .last()
+                .and_then(|r| r.header("x-amzn-trace-id"))
+                .unwrap_or("Root=1-00000000-000000000000000000000000")
+                .to_string();
+            (reqs.len(), trace)
+        };
+        let h = r.headers_mut();
+        h.insert(
+            "x-amzn-trace-id",
+            format!("{trace};Sampled=0").parse().unwrap(),
+        );
+        h.insert("connection", "keep-alive".parse().unwrap());
+        h.insert(
+            "x-amzn-requestid",
+            format!("8d6c1a2e-0000-4000-8000-{n:012}").parse().unwrap(),
+        );
+    }
     if st.flavour == Flavour::Httpbin {
         let h = r.headers_mut();
         h.insert("server", "gunicorn/19.9.0".parse().unwrap());
