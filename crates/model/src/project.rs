@@ -19,7 +19,21 @@ use crate::unsupported::{unsupported_stage_features, Feature};
 use crate::walk::{did_you_mean, Ctx};
 use crate::{ids, validate, Project, DEFAULT_ACCOUNT_ID, DEFAULT_REGION};
 
-const ROOT_KEYS: &[&str] = &["listen", "region", "accountId", "apis", "functions", "aws", "websocketApis", "apiKeys", "usagePlans", "throttling", "iamAccessKeys", "authorizers", "dataDir"];
+const ROOT_KEYS: &[&str] = &[
+    "listen",
+    "region",
+    "accountId",
+    "apis",
+    "functions",
+    "aws",
+    "websocketApis",
+    "apiKeys",
+    "usagePlans",
+    "throttling",
+    "iamAccessKeys",
+    "authorizers",
+    "dataDir",
+];
 const API_KEYS: &[&str] = &["definition", "id", "stages"];
 const STAGE_KEYS: &[&str] = &[
     "name",
@@ -275,8 +289,13 @@ pub(crate) fn load(path: &Path, doc: Document, opts: &LoadOptions) -> Result<Pro
         cx.error("", "apis is required");
     }
     if let Some(v) = root.get("websocketApis") {
-        let taken: Vec<String> = project.apis.iter().map(|a| a.definition.api.id.clone()).collect();
-        project.websocket_apis = crate::v2::load_section(&mut cx, v, "/websocketApis", opts, &taken);
+        let taken: Vec<String> = project
+            .apis
+            .iter()
+            .map(|a| a.definition.api.id.clone())
+            .collect();
+        project.websocket_apis =
+            crate::v2::load_section(&mut cx, v, "/websocketApis", opts, &taken);
         if !project.websocket_apis.is_empty() {
             stage_found = true;
         }
