@@ -127,8 +127,14 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => {
             print!("{}", r.output);
             if args.show_overrides {
-                eprintln!("requestOverride: {}", r.request_override);
-                eprintln!("responseOverride: {}", r.response_override);
+                eprintln!(
+                    "requestOverride: {}",
+                    r.request_override.clone().unwrap_or_default()
+                );
+                eprintln!(
+                    "responseOverride: {}",
+                    r.response_override.clone().unwrap_or_default()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
