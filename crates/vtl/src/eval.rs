@@ -15,7 +15,9 @@ use std::rc::Rc;
 
 /// Nesting of evaluation (blocks, expressions, macro calls) beyond which rendering
 /// stops with `RecursionLimit`, protecting the native stack.
-const MAX_EVAL_NESTING: usize = 600;
+const MAX_EVAL_NESTING: usize = 400;
+/// Depth beyond which values are not converted to JSON (self-referencing maps).
+const MAX_VALUE_DEPTH: usize = 64;
 /// Compiled regexes kept per render.
 const REGEX_CACHE: usize = 32;
 
@@ -46,6 +48,30 @@ pub(crate) struct Eval<'r> {
     overlay: Option<Rc<RefCell<MapObj<'r>>>>,
     regexes: Vec<(String, Rc<regex::Regex>)>,
     cur_loop: Option<Rc<LoopInfo>>,
+    /// Containers that hold (or may come to hold) other containers. They are emptied
+    /// when the render ends, which frees reference cycles a template built
+    /// (`$m.put('self', $m)`) and keeps dropping deep structures non-recursive.
+    arena: Vec<Value<'r>>,
+}
+
+impl Drop for Eval<'_> {
+    fn drop(&mut self) {
+        // The arena holds every container that can hold a container, so emptying
+        // them one by one never recurses deeper than one level.
+        for v in std::mem::take(&mut self.arena) {
+            match &v {
+                Value::List(l) => {
+                    let items = std::mem::take(&mut l.borrow_mut().items);
+                    drop(items);
+                }
+                Value::Map(m) => {
+                    let map = std::mem::take(&mut m.borrow_mut().map);
+                    drop(map);
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 struct Args<'r> {
@@ -111,6 +137,7 @@ impl<'r> Eval<'r> {
             overlay: None,
             regexes: Vec::new(),
             cur_loop: None,
+            arena: Vec::new(),
         }
     }
 
@@ -145,9 +172,34 @@ impl<'r> Eval<'r> {
         let o = Rc::new(RefCell::new(MapObj {
             map: overlay,
             hidden: true,
+            tracked: false,
         }));
+        let ov = Value::Map(o.clone());
+        self.track(&ov);
         self.overlay = Some(o.clone());
         o
+    }
+
+    /// Register a container for cleanup at the end of the render (see `arena`).
+    fn track(&mut self, v: &Value<'r>) {
+        let fresh = match v {
+            Value::List(l) => !std::mem::replace(&mut l.borrow_mut().tracked, true),
+            Value::Map(m) => !std::mem::replace(&mut m.borrow_mut().tracked, true),
+            _ => false,
+        };
+        if fresh {
+            self.arena.push(v.clone());
+        }
+    }
+
+    /// A new list; tracked if any item is a container.
+    fn new_list(&mut self, items: Vec<Value<'r>>, json: bool) -> Value<'r> {
+        let nested = items.iter().any(Value::is_container);
+        let v = Value::list(items, json);
+        if nested {
+            self.track(&v);
+        }
+        v
     }
 
     pub(crate) fn run_template(&mut self) -> R<()> {
@@ -156,10 +208,10 @@ impl<'r> Eval<'r> {
         Ok(())
     }
 
-    pub(crate) fn finish(self) -> Rendered {
-        let Some(overlay) = self.overlay else {
+    pub(crate) fn finish(mut self) -> Rendered {
+        let Some(overlay) = self.overlay.take() else {
             return Rendered {
-                output: self.out,
+                output: std::mem::take(&mut self.out),
                 overrides: Overrides::default(),
                 request_override: None,
                 response_override: None,
@@ -192,7 +244,7 @@ impl<'r> Eval<'r> {
             ov.response_status = m.map.get("status").and_then(status_of);
         }
         Rendered {
-            output: self.out,
+            output: std::mem::take(&mut self.out),
             overrides: ov,
             request_override: Some(to_json(&req)),
             response_override: Some(to_json(&resp)),
@@ -309,7 +361,11 @@ impl<'r> Eval<'r> {
                         (None, None) => None,
                     };
                     if let Some(body) = body {
-                        match self.run(body)? {
+                        let pos = self.last_pos;
+                        self.enter(pos)?;
+                        let r = self.run(body);
+                        self.leave();
+                        match r? {
                             Flow::Normal => {}
                             f => return Ok(f),
                         }
@@ -322,7 +378,10 @@ impl<'r> Eval<'r> {
                     pos,
                 } => {
                     self.last_pos = *pos;
-                    if let Flow::Stop = self.foreach(*var, iter, body, *pos)? {
+                    self.enter(*pos)?;
+                    let r = self.foreach(*var, iter, body, *pos);
+                    self.leave();
+                    if let Flow::Stop = r? {
                         return Ok(Flow::Stop);
                     }
                 }
@@ -584,6 +643,7 @@ impl<'r> Eval<'r> {
     }
 
     fn put_into(&mut self, parent: &Value<'r>, key: Value<'r>, v: Value<'r>) -> R<()> {
+        self.track(parent);
         match parent {
             Value::Map(m) => {
                 let k = self.key_string(&key)?;
@@ -654,6 +714,7 @@ impl<'r> Eval<'r> {
                     other => return Ok(other),
                 };
                 m.borrow_mut().map.insert(k, owned.clone());
+                self.track(parent);
                 Ok(owned)
             }
             Value::List(l) => {
@@ -672,6 +733,7 @@ impl<'r> Eval<'r> {
                     other => return Ok(other),
                 };
                 l.borrow_mut().items[idx as usize] = owned.clone();
+                self.track(parent);
                 Ok(owned)
             }
             Value::Context => {
@@ -931,7 +993,7 @@ impl<'r> Eval<'r> {
                 for it in items {
                     v.push(self.expr(it)?);
                 }
-                Value::list(v, false)
+                self.new_list(v, false)
             }
             Expr::Map(entries) => {
                 self.tick()?;
@@ -942,7 +1004,12 @@ impl<'r> Eval<'r> {
                     let v = self.expr(v)?;
                     m.insert(k, v);
                 }
-                Value::map(m, false)
+                let nested = m.values().any(Value::is_container);
+                let v = Value::map(m, false);
+                if nested {
+                    self.track(&v);
+                }
+                v
             }
             Expr::Range(a, b, pos) => {
                 self.tick()?;
@@ -1167,42 +1234,37 @@ impl<'r> Eval<'r> {
             Value::List(l) => {
                 let l = l.clone();
                 let l = l.borrow();
-                if l.json {
-                    self.fmt_json_owned(v, buf)?;
+                let pos = self.last_pos;
+                self.enter(pos)?;
+                let r = if l.json {
+                    self.fmt_json_owned(v, buf)
                 } else {
-                    buf.push('[');
-                    for (i, it) in l.items.iter().enumerate() {
-                        if i > 0 {
-                            buf.push_str(", ");
-                        }
-                        self.fmt(it, buf, true)?;
-                        self.check_len(buf)?;
-                    }
-                    buf.push(']');
-                }
+                    self.fmt_java_list(&l.items, buf)
+                };
+                self.leave();
+                r?;
             }
             Value::Map(m) => {
                 let m = m.clone();
                 let m = m.borrow();
                 if !m.hidden {
-                    buf.push('{');
-                    for (i, (k, it)) in m.map.iter().enumerate() {
-                        if i > 0 {
-                            buf.push_str(", ");
-                        }
-                        buf.push_str(k);
-                        buf.push('=');
-                        self.fmt(it, buf, true)?;
-                        self.check_len(buf)?;
-                    }
-                    buf.push('}');
+                    let pos = self.last_pos;
+                    self.enter(pos)?;
+                    let r = self.fmt_java_map(&m.map, buf);
+                    self.leave();
+                    r?;
                 }
             }
             Value::Entry(e) => {
                 let e = e.clone();
-                self.fmt(&e.0, buf, true)?;
-                buf.push('=');
-                self.fmt(&e.1, buf, true)?;
+                let pos = self.last_pos;
+                self.enter(pos)?;
+                let r = self.fmt(&e.0, buf, true).and_then(|_| {
+                    buf.push('=');
+                    self.fmt(&e.1, buf, true)
+                });
+                self.leave();
+                r?;
             }
             Value::Block(nodes) => {
                 if self.macro_depth >= self.limits.max_recursion_depth {
@@ -1248,6 +1310,36 @@ impl<'r> Eval<'r> {
             Value::Loop(_) | Value::Input | Value::Util | Value::Context | Value::CtxJson(_) => {}
         }
         self.check_len(buf)
+    }
+
+    /// Java `ArrayList.toString()`: `[a, b]`.
+    fn fmt_java_list(&mut self, items: &[Value<'r>], buf: &mut String) -> R<()> {
+        buf.push('[');
+        for (i, it) in items.iter().enumerate() {
+            if i > 0 {
+                buf.push_str(", ");
+            }
+            self.fmt(it, buf, true)?;
+            self.check_len(buf)?;
+        }
+        buf.push(']');
+        Ok(())
+    }
+
+    /// Java `Map.toString()`: `{k=v, k2=v2}`.
+    fn fmt_java_map(&mut self, map: &IndexMap<String, Value<'r>>, buf: &mut String) -> R<()> {
+        buf.push('{');
+        for (i, (k, it)) in map.iter().enumerate() {
+            if i > 0 {
+                buf.push_str(", ");
+            }
+            buf.push_str(k);
+            buf.push('=');
+            self.fmt(it, buf, true)?;
+            self.check_len(buf)?;
+        }
+        buf.push('}');
+        Ok(())
     }
 
     fn check_len(&self, buf: &str) -> R<()> {
@@ -1313,6 +1405,14 @@ impl<'r> Eval<'r> {
     /// JSON text of an owned value.
     fn fmt_json_owned(&mut self, v: &Value<'r>, buf: &mut String) -> R<()> {
         self.tick()?;
+        let pos = self.last_pos;
+        self.enter(pos)?;
+        let r = self.fmt_json_owned_inner(v, buf);
+        self.leave();
+        r
+    }
+
+    fn fmt_json_owned_inner(&mut self, v: &Value<'r>, buf: &mut String) -> R<()> {
         match v {
             Value::Null => buf.push_str("null"),
             Value::Bool(b) => buf.push_str(if *b { "true" } else { "false" }),
@@ -1399,6 +1499,9 @@ impl<'r> Eval<'r> {
 
     fn call(&mut self, recv: Value<'r>, m: &'r Method, mut a: Args<'r>, pos: Pos) -> R<Value<'r>> {
         self.tick()?;
+        if m.id.is_mutating() {
+            self.track(&recv);
+        }
         use MethodId as M;
         let id = m.id;
         match &recv {
@@ -1863,7 +1966,8 @@ impl<'r> Eval<'r> {
                     Value::List(l) => l.borrow().json,
                     _ => true,
                 };
-                Value::list((f as usize..t as usize).map(get).collect(), json)
+                let items = (f as usize..t as usize).map(get).collect();
+                self.new_list(items, json)
             }
             _ => {
                 let Value::List(l) = recv else {
@@ -2077,9 +2181,13 @@ impl<'r> Eval<'r> {
                 let entries = self.map_entries(recv);
                 self.charge(entries.len() * 16)?;
                 match id {
-                    M::KeySet => Value::list(entries.into_iter().map(|(k, _)| k).collect(), false),
-                    M::Values => Value::list(entries.into_iter().map(|(_, v)| v).collect(), false),
-                    M::EntrySet => Value::list(
+                    M::KeySet => {
+                        self.new_list(entries.into_iter().map(|(k, _)| k).collect(), false)
+                    }
+                    M::Values => {
+                        self.new_list(entries.into_iter().map(|(_, v)| v).collect(), false)
+                    }
+                    M::EntrySet => self.new_list(
                         entries
                             .into_iter()
                             .map(|e| Value::Entry(Rc::new(e)))
@@ -2363,6 +2471,14 @@ fn deep_owned_hidden<'r>(j: &J) -> Value<'r> {
 
 /// Owned value → JSON (for `Rendered::{request,response}_override`).
 fn to_json(v: &Value<'_>) -> J {
+    to_json_depth(v, 0)
+}
+
+fn to_json_depth(v: &Value<'_>, depth: usize) -> J {
+    if depth > MAX_VALUE_DEPTH {
+        return J::Null;
+    }
+    let to_json = |x: &Value<'_>| to_json_depth(x, depth + 1);
     match v {
         Value::Null => J::Null,
         Value::Bool(b) => J::Bool(*b),

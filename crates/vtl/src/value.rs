@@ -46,6 +46,8 @@ pub(crate) enum Value<'r> {
 
 pub(crate) struct ListObj<'r> {
     pub items: Vec<Value<'r>>,
+    /// Registered for cleanup at the end of the render (see `Eval::track`).
+    pub tracked: bool,
     /// Renders as JSON (`[{"a":1}]`, JSON arrays from the body) rather than Java's
     /// `ArrayList.toString()` (`[a, b]`, VTL list literals).
     pub json: bool,
@@ -55,6 +57,8 @@ pub(crate) struct MapObj<'r> {
     pub map: IndexMap<String, Value<'r>>,
     /// Renders as empty text (maps inside `$context`).
     pub hidden: bool,
+    /// Registered for cleanup at the end of the render (see `Eval::track`).
+    pub tracked: bool,
 }
 
 pub(crate) struct LoopInfo {
@@ -73,11 +77,24 @@ impl<'r> Value<'r> {
     }
 
     pub(crate) fn list(items: Vec<Value<'r>>, json: bool) -> Value<'r> {
-        Value::List(Rc::new(RefCell::new(ListObj { items, json })))
+        Value::List(Rc::new(RefCell::new(ListObj {
+            items,
+            json,
+            tracked: false,
+        })))
     }
 
     pub(crate) fn map(map: IndexMap<String, Value<'r>>, hidden: bool) -> Value<'r> {
-        Value::Map(Rc::new(RefCell::new(MapObj { map, hidden })))
+        Value::Map(Rc::new(RefCell::new(MapObj {
+            map,
+            hidden,
+            tracked: false,
+        })))
+    }
+
+    /// A list, map or entry (something that can hold other values).
+    pub(crate) fn is_container(&self) -> bool {
+        matches!(self, Value::List(_) | Value::Map(_) | Value::Entry(_))
     }
 
     pub(crate) fn is_null(&self) -> bool {

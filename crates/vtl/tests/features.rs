@@ -579,3 +579,58 @@ fn json_path_public_api() {
     );
     assert!(json_path(&doc, "$.a[").is_err());
 }
+
+#[test]
+fn hostile_structures_are_safe() {
+    let req = Req::default();
+    // A map containing itself renders (bounded) or fails cleanly, never overflows.
+    let r = render_with(
+        "#set($m = {})#set($_ = $m.put('self', $m))$m.size() #set($context.requestOverride.header.x = $m)",
+        &req,
+        &Limits::default(),
+    );
+    assert!(r.is_ok(), "{r:?}");
+    let r = render_with(
+        "#set($m = {})#set($_ = $m.put('self', $m))$m",
+        &req,
+        &Limits::default(),
+    );
+    assert!(
+        matches!(r, Err(RenderError::RecursionLimit { .. })),
+        "{r:?}"
+    );
+    let r = render_with(
+        "#set($l = [])#set($_ = $l.add($l))$l $l.equals($l)",
+        &req,
+        &Limits::default(),
+    );
+    assert!(r.is_err(), "{r:?}");
+    // Very deep nesting built in loops: rendering is bounded, dropping is not recursive.
+    let r = render_with(
+        "#set($a = [])#foreach($i in [1..1000])#foreach($j in [1..300])#set($a = [$a])#end#end$a.size()",
+        &req,
+        &Limits::default(),
+    )
+    .expect("renders");
+    assert_eq!(r.output, "1");
+    let r = render_with(
+        "#set($a = {})#foreach($i in [1..1000])#foreach($j in [1..300])#set($a = {'k': $a})#end#end$a",
+        &req,
+        &Limits::default(),
+    );
+    assert!(
+        matches!(r, Err(RenderError::RecursionLimit { .. })),
+        "{r:?}"
+    );
+    // Deeply nested blocks inside recursive macros hit a limit instead of the stack.
+    let body = "#if(true)".repeat(100) + "#m()" + &"#end".repeat(100);
+    let r = render_with(
+        &format!("#macro(m){body}#end#m()"),
+        &req,
+        &Limits::default(),
+    );
+    assert!(
+        matches!(r, Err(RenderError::RecursionLimit { .. })),
+        "{r:?}"
+    );
+}

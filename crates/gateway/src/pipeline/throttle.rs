@@ -1,0 +1,64 @@
+//! Step 6b of AWS's pipeline: throttling, every level in AWS's order — the usage plan's
+//! per-method limit for the key (else the plan's per-key limit), the stage's method settings
+//! (else the stage default `*/*`), then the account. A request must get a token from every
+//! bucket that applies; the first empty one answers `429 {"message":"Too Many Requests"}`.
+
+use turnpike_model::rest::GatewayResponseType;
+use turnpike_state::Limit;
+
+use crate::error::GatewayError;
+use crate::pipeline::api_key::KeyUse;
+use crate::pipeline::Invocation;
+use crate::Gateway;
+
+pub fn throttled() -> GatewayError {
+    GatewayError::new(GatewayResponseType::Throttled, "Too Many Requests")
+}
+
+pub fn check(gw: &Gateway, inv: &Invocation, key: Option<&KeyUse>) -> Result<(), GatewayError> {
+    let runtime = gw.runtime();
+    let access = gw.access();
+    let limiter = &access.limiter;
+    let method_key = format!("{}/{}", inv.method.resource_path, inv.method.http_method);
+    let stage_id = format!("{}/{}", inv.api.id, inv.stage.name);
+    if let Some(k) = key {
+        let per_method = k
+            .plan
+            .stage(&inv.api.id, &inv.stage.name)
+            .and_then(|m| m.get(&method_key));
+        let scoped = match (per_method, k.plan.throttle) {
+            (Some(l), _) => Some((
+                format!("plan:{}:{}:{stage_id}{method_key}", k.plan.name, k.key_id),
+                *l,
+            )),
+            (None, Some(l)) => Some((format!("plan:{}:{}", k.plan.name, k.key_id), l)),
+            (None, None) => None,
+        };
+        if let Some((scope, l)) = scoped {
+            if !limiter.try_acquire(&scope, l) {
+                return Err(throttled().with_detail(format!("usage plan {} throttle", k.plan.name)));
+            }
+        }
+    }
+    let setting = inv
+        .stage
+        .model
+        .effective_method_setting(&inv.method.resource_path, &inv.method.http_method);
+    if setting.throttling_rate_limit.is_some() || setting.throttling_burst_limit.is_some() {
+        let l = Limit {
+            rate: setting
+                .throttling_rate_limit
+                .unwrap_or(runtime.access.account.rate),
+            burst: setting
+                .throttling_burst_limit
+                .unwrap_or(runtime.access.account.burst),
+        };
+        if !limiter.try_acquire(&format!("method:{stage_id}{method_key}"), l) {
+            return Err(throttled().with_detail("stage/method throttle"));
+        }
+    }
+    if !limiter.try_acquire("account", runtime.access.account) {
+        return Err(throttled().with_detail("account throttle"));
+    }
+    Ok(())
+}
