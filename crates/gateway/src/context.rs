@@ -38,6 +38,13 @@ pub struct RequestContext {
     pub trace_id: Option<String>,
     pub api_key: Option<String>,
     pub api_key_id: Option<String>,
+    /// `$context.authorizer.*`: principalId, the Lambda authorizer's context, Cognito claims.
+    pub authorizer: Map<String, Value>,
+    /// SigV4-authenticated caller (`$context.identity.userArn`, `.user`, `.accessKey`, `.accountId`).
+    pub identity_user_arn: Option<String>,
+    pub identity_user: Option<String>,
+    pub identity_access_key: Option<String>,
+    pub identity_account_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -118,7 +125,7 @@ impl RequestContext {
         let mut m = Map::new();
         m.insert("accountId".into(), self.account_id.clone().into());
         m.insert("apiId".into(), self.api_id.clone().into());
-        m.insert("authorizer".into(), json!({}));
+        m.insert("authorizer".into(), Value::Object(self.authorizer.clone()));
         m.insert("awsEndpointRequestId".into(), Value::Null);
         m.insert("deploymentId".into(), self.deployment_id.clone().into());
         m.insert("domainName".into(), self.domain_name.clone().into());
@@ -149,19 +156,20 @@ impl RequestContext {
         m.insert(
             "identity".into(),
             json!({
-                "accountId": null,
+                "accessKey": opt(&self.identity_access_key),
+                "accountId": opt(&self.identity_account_id),
                 "apiKey": opt(&self.api_key),
                 "apiKeyId": opt(&self.api_key_id),
-                "caller": null,
+                "caller": opt(&self.identity_user),
                 "cognitoAuthenticationProvider": null,
                 "cognitoAuthenticationType": null,
                 "cognitoIdentityId": null,
                 "cognitoIdentityPoolId": null,
                 "principalOrgId": null,
                 "sourceIp": self.source_ip,
-                "user": null,
+                "user": opt(&self.identity_user),
                 "userAgent": opt(&self.user_agent),
-                "userArn": null,
+                "userArn": opt(&self.identity_user_arn),
             }),
         );
         if let Some(c) = self.is_canary_request {
@@ -233,6 +241,21 @@ impl RequestContext {
                 .and_then(|e| e.validation_error_string.clone()),
             "isCanaryRequest" => self.is_canary_request.map(|b| b.to_string()),
             "xrayTraceId" => self.trace_id.clone(),
+            "identity.userArn" => self.identity_user_arn.clone(),
+            "identity.user" | "identity.caller" => self.identity_user.clone(),
+            "identity.accessKey" => self.identity_access_key.clone(),
+            "identity.accountId" => self.identity_account_id.clone(),
+            n if n.starts_with("authorizer.") => {
+                let mut parts = n["authorizer.".len()..].split('.');
+                let mut cur = parts.next().and_then(|p| self.authorizer.get(p));
+                for part in parts {
+                    cur = cur.and_then(|c| c.get(part));
+                }
+                cur.map(|c| match c {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+            }
             _ => None,
         }
     }

@@ -26,6 +26,8 @@ pub struct Runtime {
     pub apis: Vec<Arc<Api>>,
     pub region: String,
     pub account_id: String,
+    /// Account throttle, usage plans, IAM access keys.
+    pub access: Arc<crate::access::AccessRuntime>,
 }
 
 impl Runtime {
@@ -48,6 +50,11 @@ pub struct Api {
     pub stages: HashMap<String, Arc<StageRuntime>>,
     pub gateway_responses: GatewayResponses,
     pub binary_media_types: Vec<String>,
+    pub api_key_source: turnpike_model::rest::ApiKeySource,
+    /// The resource policy (`x-amazon-apigateway-policy`).
+    pub policy: Option<Arc<crate::pipeline::resource_policy::Policy>>,
+    /// Authorizers by id.
+    pub authorizers: HashMap<String, Arc<crate::pipeline::authorizer::AuthorizerRuntime>>,
 }
 
 #[derive(Debug)]
@@ -208,7 +215,7 @@ pub fn compile(
     let mut errors = Vec::new();
     let mut apis = Vec::new();
     for api in &project.apis {
-        match compile_api(api, warnings) {
+        match compile_api(api, warnings, project) {
             Ok(a) => apis.push(Arc::new(a)),
             Err(mut e) => errors.append(&mut e),
         }
@@ -218,6 +225,7 @@ pub fn compile(
             apis,
             region: project.region.clone(),
             account_id: project.account_id.clone(),
+            access: Arc::new(crate::access::AccessRuntime::from_project(project)),
         })
     } else {
         Err(errors)
@@ -258,7 +266,11 @@ pub fn new_deployment_id() -> String {
         .collect()
 }
 
-fn compile_api(api: &ProjectApi, _warnings: &mut Vec<Diagnostic>) -> Result<Api, Vec<Diagnostic>> {
+fn compile_api(
+    api: &ProjectApi,
+    _warnings: &mut Vec<Diagnostic>,
+    project: &Project,
+) -> Result<Api, Vec<Diagnostic>> {
     let def: &RestApiDefinition = &api.definition;
     let mut d = Diag {
         api,
@@ -341,6 +353,7 @@ fn compile_api(api: &ProjectApi, _warnings: &mut Vec<Diagnostic>) -> Result<Api,
             }),
         );
     }
+    let (policy, authorizers) = compile_access(def, project, &mut d);
     if !d.errors.is_empty() {
         return Err(d.errors);
     }
@@ -353,7 +366,45 @@ fn compile_api(api: &ProjectApi, _warnings: &mut Vec<Diagnostic>) -> Result<Api,
         stages,
         gateway_responses,
         binary_media_types: def.api.binary_media_types.clone(),
+        api_key_source: def.api.api_key_source,
+        policy,
+        authorizers,
     })
+}
+
+type CompiledAccess = (
+    Option<Arc<crate::pipeline::resource_policy::Policy>>,
+    HashMap<String, Arc<crate::pipeline::authorizer::AuthorizerRuntime>>,
+);
+
+/// The resource policy and the authorizers of an API.
+fn compile_access(def: &RestApiDefinition, project: &Project, d: &mut Diag<'_>) -> CompiledAccess {
+    let policy = match &def.api.policy {
+        Some(doc) => match crate::pipeline::resource_policy::Policy::parse(doc) {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => {
+                d.error(
+                    "/x-amazon-apigateway-policy".into(),
+                    format!("resource policy: {e}"),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let mut authorizers = HashMap::new();
+    for a in &def.authorizers {
+        match crate::pipeline::authorizer::compile(a, &project.access, &project.region) {
+            Ok(rt) => {
+                authorizers.insert(a.id.clone(), Arc::new(rt));
+            }
+            Err(e) => d.error(
+                format!("/securityDefinitions/{}", escape_pointer(&a.name)),
+                e,
+            ),
+        }
+    }
+    (policy, authorizers)
 }
 
 fn compile_templates(

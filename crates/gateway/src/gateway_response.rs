@@ -104,10 +104,16 @@ impl GatewayResponses {
         ctx.error = Some(ErrorContext::from_error(err));
         let (status, body, headers, content_type) = match (exact, fallback) {
             (None, None) => {
+                // ACCESS_DENIED's built-in body spells it `Message` (observed on AWS).
+                let key = if err.kind == GatewayResponseType::AccessDenied {
+                    "Message"
+                } else {
+                    "message"
+                };
                 let body = match err.builtin_body {
                     Some(b) => b.to_string(),
                     None => format!(
-                        "{{\"message\":{}}}",
+                        "{{\"{key}\":{}}}",
                         ctx.lookup("error.messageString")
                             .unwrap_or_else(|| "null".into())
                     ),

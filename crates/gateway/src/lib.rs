@@ -5,6 +5,7 @@
 //! steps in order. Reloading swaps the pointer: requests in flight finish on the snapshot they
 //! started with.
 
+pub mod access;
 pub mod access_log;
 pub mod address;
 pub mod body;
@@ -51,6 +52,8 @@ pub struct Gateway {
     runtime: ArcSwap<Runtime>,
     pub upstream: upstream::Upstream,
     pub limits: Limits,
+    /// API keys, quota counters, token buckets, JWKS and authorizer caches.
+    access: Arc<access::AccessState>,
 }
 
 impl Gateway {
@@ -59,7 +62,20 @@ impl Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             upstream: upstream::Upstream::new(),
             limits,
+            access: Arc::default(),
         }
+    }
+
+    /// Uses `state` for API keys, usage plans, quotas and throttling (default: in-memory
+    /// buckets and no store, so `apiKeyRequired` methods answer 403).
+    pub fn with_state(mut self, state: access::AccessState) -> Self {
+        self.access = Arc::new(state);
+        self
+    }
+
+    /// The access-control state shared by every deployment.
+    pub fn access(&self) -> &access::AccessState {
+        &self.access
     }
 
     /// The snapshot new requests see.

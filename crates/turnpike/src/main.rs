@@ -1,5 +1,6 @@
 //! `turnpike`: serve API Gateway definitions locally, exactly as AWS would.
 
+mod keys;
 mod render;
 mod serve;
 
@@ -33,6 +34,11 @@ enum Command {
     },
     /// Render a mapping template against a request, like the console's test invoke.
     Render(render::RenderArgs),
+    /// Manage API keys in the data directory (create, list, disable, enable, delete).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Requests per API key and day, like API Gateway's GetUsage.
+    Usage(keys::UsageArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +55,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Validate { file, stage } => serve::validate(&file, stage),
         Command::Render(args) => render::run(args),
+        Command::Keys(cmd) => keys::keys(cmd),
+        Command::Usage(args) => keys::usage(args),
     };
     match result {
         Ok(code) => code,

@@ -31,6 +31,16 @@ pub struct ServeArgs {
     /// Seconds to wait for in-flight requests on shutdown.
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
+    /// Directory of the durable state (API keys, quota counters); created on first start.
+    /// Default: the project file's `dataDir`, else `.turnpike/` beside the project file.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// WebSocket APIs: seconds without traffic before a connection is closed (AWS: 600).
+    #[arg(long, default_value_t = 600)]
+    ws_idle_timeout: u64,
+    /// WebSocket APIs: maximum connection duration in seconds (AWS: 7200).
+    #[arg(long, default_value_t = 7200)]
+    ws_max_duration: u64,
     /// Seconds a client has to send a complete request head.
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
@@ -111,7 +121,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         print_invoke_urls(&project, local);
-        let gateway = Arc::new(Gateway::new(runtime, Limits::default()));
+        let functions = Arc::new(
+            turnpike_lambda::Functions::new(
+                &project.functions,
+                turnpike_lambda::Settings {
+                    region: project.region.clone(),
+                    account_id: project.account_id.clone(),
+                },
+            )
+            .context("setting up the project's functions")?,
+        );
+        let gateway = Arc::new(
+            Gateway::new(runtime, Limits::default())
+                .with_websocket_settings(ws_settings(&args))
+                .with_functions(functions.clone())
+                .with_aws(project.aws.clone())
+                .with_state(open_state(&project, &args.file, args.data_dir.as_deref())?),
+        );
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone());
         let _watcher = if args.no_watch {
@@ -130,6 +156,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ..ServerOptions::default()
         };
         server::serve(gateway, listener, opts, shutdown).await;
+        // No function process outlives the gateway.
+        functions.shutdown().await;
         eprintln!("turnpike stopped");
         anyhow::Ok(ExitCode::SUCCESS)
     })
@@ -162,6 +190,19 @@ fn print_invoke_urls(project: &Project, local: SocketAddr) {
                 "  {} ({id}) stage {s}: http://{host}:{port}/_aws/execute-api/{id}/{s}/",
                 api.definition.api.name
             );
+        }
+    }
+    for api in &project.websocket_apis {
+        let (id, name) = (&api.definition.api.api_id, &api.definition.api.name);
+        for stage in &api.stages {
+            let s = &stage.stage_name;
+            println!(
+                "  {name} ({id}) WebSocket stage {s}: ws://{id}.execute-api.localhost:{port}/{s}"
+            );
+            println!(
+                "  {name} ({id}) WebSocket stage {s}: ws://{host}:{port}/_aws/execute-api/{id}/{s}"
+            );
+            println!("  {name} ({id}) @connections stage {s}: http://{host}:{port}/{s}/@connections/{{connectionId}}");
         }
     }
     use std::io::Write;
@@ -248,6 +289,16 @@ fn watch(
             match built {
                 Ok(Ok((project, runtime))) => {
                     print_diagnostics(&project.warnings);
+                    if let Some(store) = gateway.access().store.clone() {
+                        let access = runtime.access.clone();
+                        let synced = tokio::task::spawn_blocking(move || {
+                            turnpike_gateway::access::sync_store(store.as_ref(), &access)
+                        })
+                        .await;
+                        if let Ok(Err(e)) = synced {
+                            tracing::error!(error = %e, "reload: recording API keys and usage plans failed");
+                        }
+                    }
                     gateway.swap(runtime);
                     tracing::info!(file = %file.display(), "definition reloaded");
                 }
@@ -260,4 +311,46 @@ fn watch(
         }
     });
     Ok(watcher)
+}
+
+/// The data directory: `--data-dir`, else the project's `dataDir`, else `.turnpike/` beside the
+/// project file.
+pub fn data_dir(project_data_dir: Option<&Path>, file: &Path, flag: Option<&Path>) -> PathBuf {
+    if let Some(d) = flag {
+        return d.to_path_buf();
+    }
+    if let Some(d) = project_data_dir {
+        return d.to_path_buf();
+    }
+    file.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join(".turnpike")
+}
+
+/// Opens the state database and records the project's keys and plans in it.
+fn open_state(
+    project: &Project,
+    file: &Path,
+    flag: Option<&Path>,
+) -> anyhow::Result<turnpike_gateway::access::AccessState> {
+    let dir = data_dir(project.access.data_dir.as_deref(), file, flag);
+    let store = turnpike_state::SqliteStore::open_dir(&dir)
+        .with_context(|| format!("opening the state in {}", dir.display()))?;
+    let access = turnpike_gateway::access::AccessRuntime::from_project(project);
+    turnpike_gateway::access::sync_store(&store, &access)
+        .context("recording the project's API keys and usage plans")?;
+    tracing::info!(dir = %dir.display(), "state database ready");
+    Ok(turnpike_gateway::access::AccessState::with_store(Arc::new(
+        store,
+    )))
+}
+
+/// WebSocket limits with the timers from the command line.
+fn ws_settings(args: &ServeArgs) -> turnpike_gateway::websocket::WsSettings {
+    turnpike_gateway::websocket::WsSettings {
+        idle_timeout: Duration::from_secs(args.ws_idle_timeout.max(1)),
+        max_duration: Duration::from_secs(args.ws_max_duration.max(1)),
+        ..Default::default()
+    }
 }

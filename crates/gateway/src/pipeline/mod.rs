@@ -9,12 +9,16 @@
 //!
 //! Any step may fail with a [`GatewayError`], which short-circuits to the gateway response.
 
+pub mod api_key;
+pub mod authorizer;
 pub mod content_handling;
 pub mod integration;
 pub mod integration_request;
 pub mod integration_response;
 pub mod method_response;
+pub mod resource_policy;
 pub mod route;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -95,6 +99,15 @@ async fn run(
     body: Incoming,
     ctx_out: &mut RequestContext,
 ) -> Response<Body> {
+    // Steps 4-6: resource policy, authorization, API key, throttling, quota.
+    let body = match access_control(gw, &mut inv, body).await {
+        Ok(body) => body,
+        Err(e) => {
+            let response = render_error(&mut inv, &e);
+            *ctx_out = std::mem::take(&mut inv.ctx);
+            return response;
+        }
+    };
     let result = match inv.method.integration.kind {
         IntegrationType::HttpProxy => integration::http::proxy(gw, &mut inv, body).await,
         IntegrationType::Http => match read_body(body, gw.limits.max_payload_bytes).await {
@@ -128,8 +141,53 @@ async fn run(
     response
 }
 
+/// The request body after the access steps: still streaming, or buffered (`AWS_IAM` methods
+/// hash it to verify the signature).
+pub type RequestBody = http_body_util::Either<Incoming, http_body_util::Full<Bytes>>;
+
+/// Steps 4-6 in AWS's order: resource policy and authorization ([`authorizer`]), the API key
+/// ([`api_key`]), throttling ([`throttle`]), then the usage plan's quota.
+async fn access_control(
+    gw: &Gateway,
+    inv: &mut Invocation,
+    body: Incoming,
+) -> Result<RequestBody, GatewayError> {
+    use turnpike_model::rest::AuthorizationType;
+    let region = gw.runtime().region.clone();
+    let (body, buffered) = if inv.method.model.authorization_type == AuthorizationType::AwsIam {
+        let b = read_body(body, gw.limits.max_payload_bytes).await?;
+        (
+            http_body_util::Either::Right(http_body_util::Full::new(b.clone())),
+            Some(b),
+        )
+    } else {
+        (http_body_util::Either::Left(body), None)
+    };
+    let auth = authorizer::authorize(gw, inv, &region, buffered.as_ref()).await?;
+    let key = api_key::identify(gw, inv, auth.as_deref()).await?;
+    throttle::check(gw, inv, key.as_ref())?;
+    if let Some(k) = &key {
+        api_key::consume_quota(gw, k).await?;
+    }
+    Ok(body)
+}
+
+/// Renders a failed step as its gateway response and records `$context.error.*`.
+fn render_error(inv: &mut Invocation, e: &GatewayError) -> Response<Body> {
+    if let Some(d) = &e.detail {
+        tracing::warn!(request_id = %inv.ctx.request_id, response_type = %e.kind, "{d}");
+    }
+    let r = inv.api.gateway_responses.render(e, &inv.failed_request());
+    inv.ctx.error = Some(crate::context::ErrorContext::from_error(e));
+    r
+}
+
 /// Reads a whole request body, bounded by `limit`.
-pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
+pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, GatewayError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     use http_body_util::BodyExt;
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),

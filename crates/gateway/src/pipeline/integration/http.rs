@@ -273,7 +273,7 @@ fn default_user_agent(inv: &Invocation) -> HeaderValue {
 pub async fn proxy(
     gw: &Gateway,
     inv: &mut Invocation,
-    body: Incoming,
+    body: crate::pipeline::RequestBody,
 ) -> Result<Response<Body>, GatewayError> {
     inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
     let mapped = integration_request::map_parameters(inv, &[])?;
@@ -293,7 +293,11 @@ pub async fn proxy(
         headers.insert(header::USER_AGENT, default_user_agent(inv));
     }
     let limit = gw.limits.max_payload_bytes;
-    let body = small_or_stream(body, limit).await?;
+    let body = match body {
+        http_body_util::Either::Left(incoming) => small_or_stream(incoming, limit).await?,
+        // Already buffered by the access steps (AWS_IAM hashes the payload).
+        buffered => Body::full(crate::pipeline::read_body(buffered, limit).await?),
+    };
     if let Body::Full(b) = &body {
         let len = b.as_ref().map_or(0, |b| b.len());
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
