@@ -258,7 +258,7 @@ fn watch(
         if let Ok(ev) = ev {
             let relevant = ev.paths.iter().any(|p| {
                 let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-                filter.iter().any(|f| *f == p)
+                filter.contains(&p)
             });
             if relevant && !matches!(ev.kind, notify::EventKind::Access(_)) {
                 let _ = tx.send(());
