@@ -52,6 +52,10 @@ pub struct Gateway {
     runtime: ArcSwap<Runtime>,
     pub upstream: upstream::Upstream,
     pub limits: Limits,
+    /// Lambda functions that `AWS_PROXY` / `AWS` Lambda integrations invoke by name.
+    pub functions: Arc<turnpike_lambda::Functions>,
+    /// Endpoints and credentials of AWS service integrations.
+    pub aws: Arc<turnpike_model::functions::AwsSettings>,
     /// API keys, quota counters, token buckets, JWKS and authorizer caches.
     access: Arc<access::AccessState>,
 }
@@ -62,6 +66,8 @@ impl Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             upstream: upstream::Upstream::new(),
             limits,
+            functions: Arc::new(turnpike_lambda::Functions::empty()),
+            aws: Arc::default(),
             access: Arc::default(),
         }
     }
@@ -76,6 +82,18 @@ impl Gateway {
     /// The access-control state shared by every deployment.
     pub fn access(&self) -> &access::AccessState {
         &self.access
+    }
+
+    /// Uses `functions` for Lambda integrations (default: none, every invoke fails with 500).
+    pub fn with_functions(mut self, functions: Arc<turnpike_lambda::Functions>) -> Self {
+        self.functions = functions;
+        self
+    }
+
+    /// Endpoints and credentials for AWS service integrations (the project's `aws:` section).
+    pub fn with_aws(mut self, aws: turnpike_model::functions::AwsSettings) -> Self {
+        self.aws = Arc::new(aws);
+        self
     }
 
     /// The snapshot new requests see.

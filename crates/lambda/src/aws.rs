@@ -5,8 +5,8 @@
 use std::time::SystemTime;
 
 use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
-    SigningSettings, UriPathNormalizationMode,
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -138,7 +138,10 @@ mod tests {
     fn parses_profiles() {
         let text = "[default]\naws_access_key_id = A\naws_secret_access_key = S\n[other]\naws_access_key_id=B\naws_secret_access_key=T\naws_session_token=X\n";
         let d = profile_credentials(text, "default").expect("default");
-        assert_eq!((d.access_key_id.as_str(), d.secret_access_key.as_str()), ("A", "S"));
+        assert_eq!(
+            (d.access_key_id.as_str(), d.secret_access_key.as_str()),
+            ("A", "S")
+        );
         let o = profile_credentials(text, "other").expect("other");
         assert_eq!(o.session_token.as_deref(), Some("X"));
         assert!(profile_credentials(text, "none").is_none());

@@ -80,7 +80,9 @@ pub enum InvokeError {
     #[error("Function not found: {0}")]
     NotFound(String),
     /// `RequestEntityTooLargeException` (413).
-    #[error("Request must be smaller than {limit} bytes for the InvokeFunction operation (got {size})")]
+    #[error(
+        "Request must be smaller than {limit} bytes for the InvokeFunction operation (got {size})"
+    )]
     RequestTooLarge { size: usize, limit: usize },
     /// `TooManyRequestsException` (429): concurrency limit reached and the queue is full.
     #[error("Rate Exceeded.")]
@@ -340,7 +342,11 @@ pub(crate) fn new_trace_id() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    format!("Root=1-{secs:08x}-{};Parent={};Sampled=0", &u[..24], &p[..16])
+    format!(
+        "Root=1-{secs:08x}-{};Parent={};Sampled=0",
+        &u[..24],
+        &p[..16]
+    )
 }
 
 #[cfg(test)]

@@ -81,9 +81,7 @@ fn rfc3339_now() -> String {
 }
 
 fn error_doc(error_type: &str, message: &str) -> Bytes {
-    Bytes::from(
-        serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string(),
-    )
+    Bytes::from(serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string())
 }
 
 fn unhandled(request_id: String, payload: Bytes, cold_start: bool) -> InvokeOutput {
@@ -219,7 +217,13 @@ impl Pool {
             }
         }
         let result = self
-            .run(&instance, request_id.clone(), payload, &opts, caller_deadline)
+            .run(
+                &instance,
+                request_id.clone(),
+                payload,
+                &opts,
+                caller_deadline,
+            )
             .await;
         drop(permit);
         match result {
@@ -429,8 +433,14 @@ impl Pool {
             ("AWS_LAMBDA_RUNTIME_API", api.addr.to_string()),
             ("AWS_LAMBDA_FUNCTION_NAME", spec.name.clone()),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", spec.memory_mb.to_string()),
-            ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.name)),
+            (
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                spec.memory_mb.to_string(),
+            ),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", spec.name),
+            ),
             ("AWS_LAMBDA_LOG_STREAM_NAME", stream),
             ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
             ("AWS_REGION", spec.region.clone()),
@@ -457,6 +467,15 @@ impl Pool {
             .kill_on_drop(true);
         #[cfg(unix)]
         cmd.process_group(0);
+        #[cfg(target_os = "linux")]
+        // SAFETY: only async-signal-safe prctl(2) runs between fork and exec. The process is
+        // killed if Turnpike dies without running its shutdown (SIGKILL, crash).
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().map_err(|e| {
             format!(
                 "cannot run {:?} (working directory {:?}): {e}",

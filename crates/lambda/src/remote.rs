@@ -16,6 +16,13 @@ use crate::{InvokeError, InvokeOptions, InvokeOutput, Settings, MAX_RESPONSE_PAY
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
+/// RFC 3986 unreserved characters stay as they are (SigV4's canonical encoding).
+const PATH_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 pub(crate) struct Remote {
     url: String,
     /// The URL was given in full (`…/invocations`): no qualifier is appended.
@@ -64,8 +71,7 @@ impl Remote {
             base
         } else {
             let encoded: String =
-                percent_encoding::utf8_percent_encode(&function, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string();
+                percent_encoding::utf8_percent_encode(&function, PATH_ENCODE).to_string();
             format!(
                 "{}/2015-03-31/functions/{encoded}/invocations",
                 base.trim_end_matches('/')
@@ -93,10 +99,7 @@ impl Remote {
         let mut url = self.url.clone();
         if let (Some(q), false) = (&opts.qualifier, self.full_url) {
             url.push_str("?Qualifier=");
-            url.push_str(
-                &percent_encoding::utf8_percent_encode(q, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string(),
-            );
+            url.push_str(&percent_encoding::utf8_percent_encode(q, PATH_ENCODE).to_string());
         }
         let mut builder = Request::builder()
             .method("POST")
@@ -151,8 +154,8 @@ impl Remote {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let request_id = header("x-amzn-requestid")
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let request_id =
+            header("x-amzn-requestid").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let status = parts.status.as_u16();
         match status {
             200..=299 => Ok(InvokeOutput {

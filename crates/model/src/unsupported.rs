@@ -39,13 +39,7 @@ pub enum Feature {
 /// The features the gateway does not emulate yet. Remove a line when the feature lands.
 pub const NOT_YET_EMULATED: &[Feature] = &[
     Feature::LambdaAuthorizer,
-    Feature::CognitoAuthorizer,
-    Feature::IamAuthorization,
-    Feature::ApiKeyRequired,
-    Feature::ResourcePolicy,
     Feature::RequestValidation,
-    Feature::AwsIntegration,
-    Feature::AwsProxyIntegration,
     Feature::Caching,
     Feature::VpcLink,
     Feature::MinimumCompressionSize,

@@ -100,13 +100,6 @@ fn integration_errors() {
                 "unknown passthroughBehavior \"sometimes\"",
             ),
             (
-                W,
-                24,
-                9,
-                &format!("/paths/~1pets/delete{I}/type"),
-                "AWS integrations not yet emulated",
-            ),
-            (
                 E,
                 26,
                 9,

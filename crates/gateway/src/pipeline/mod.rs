@@ -3,7 +3,7 @@
 //! 1. [`route`]: API and stage from the invoke URL, payload limits, resource + method match.
 //! 2. Access control, throttling, validation and caching arrive with their own modules.
 //! 3. [`integration_request`]: parameter mapping, template selection, passthrough.
-//! 4. [`integration`]: MOCK, HTTP, HTTP_PROXY.
+//! 4. [`integration`]: MOCK, HTTP, HTTP_PROXY, AWS_PROXY and AWS (Lambda, AWS services).
 //! 5. [`integration_response`]: response selection, response mapping and templates.
 //! 6. [`method_response`]: headers every response carries, access log.
 //!
@@ -118,12 +118,17 @@ async fn run(
             Ok(b) => integration::mock::invoke(&mut inv, b),
             Err(e) => Err(e),
         },
-        IntegrationType::Aws | IntegrationType::AwsProxy => {
-            Err(GatewayError::configuration(format!(
-                "integration type {:?} is not supported by this version of Turnpike",
-                inv.method.integration.kind
-            )))
-        }
+        IntegrationType::AwsProxy => match read_body(body, gw.limits.max_payload_bytes).await {
+            Ok(b) => integration::lambda::proxy(gw, &mut inv, b).await,
+            Err(e) => Err(e),
+        },
+        IntegrationType::Aws => match read_body(body, gw.limits.max_payload_bytes).await {
+            Ok(b) if integration::aws::is_lambda(&inv) => {
+                integration::lambda::invoke(gw, &mut inv, b).await
+            }
+            Ok(b) => integration::aws::invoke(gw, &mut inv, b).await,
+            Err(e) => Err(e),
+        },
     };
     let response = match result {
         Ok(r) => r,

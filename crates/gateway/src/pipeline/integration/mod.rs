@@ -1,4 +1,6 @@
 //! Step 4: calling the integration.
 
+pub mod aws;
 pub mod http;
+pub mod lambda;
 pub mod mock;
