@@ -26,6 +26,8 @@ pub struct Runtime {
     pub apis: Vec<Arc<Api>>,
     pub region: String,
     pub account_id: String,
+    /// WebSocket APIs (apigatewayv2), addressed like REST APIs.
+    pub websocket_apis: Vec<Arc<crate::websocket::WsApi>>,
     /// Account throttle, usage plans, IAM access keys.
     pub access: Arc<crate::access::AccessRuntime>,
 }
@@ -220,9 +222,17 @@ pub fn compile(
             Err(mut e) => errors.append(&mut e),
         }
     }
+    let mut websocket_apis = Vec::new();
+    for api in &project.websocket_apis {
+        match crate::websocket::compile_api(&project.source, api) {
+            Ok(a) => websocket_apis.push(Arc::new(a)),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
     if errors.is_empty() {
         Ok(Runtime {
             apis,
+            websocket_apis,
             region: project.region.clone(),
             account_id: project.account_id.clone(),
             access: Arc::new(crate::access::AccessRuntime::from_project(project)),

@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod router;
 pub mod server;
 pub mod upstream;
+pub mod websocket;
 
 use std::sync::Arc;
 
@@ -52,6 +53,8 @@ pub struct Gateway {
     runtime: ArcSwap<Runtime>,
     pub upstream: upstream::Upstream,
     pub limits: Limits,
+    /// WebSocket connections: settings, registry, shutdown.
+    pub websockets: Arc<websocket::Hub>,
     /// Lambda functions that `AWS_PROXY` / `AWS` Lambda integrations invoke by name.
     pub functions: Arc<turnpike_lambda::Functions>,
     /// Endpoints and credentials of AWS service integrations.
@@ -66,6 +69,7 @@ impl Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             upstream: upstream::Upstream::new(),
             limits,
+            websockets: Arc::default(),
             functions: Arc::new(turnpike_lambda::Functions::empty()),
             aws: Arc::default(),
             access: Arc::default(),
@@ -93,6 +97,15 @@ impl Gateway {
     /// Endpoints and credentials for AWS service integrations (the project's `aws:` section).
     pub fn with_aws(mut self, aws: turnpike_model::functions::AwsSettings) -> Self {
         self.aws = Arc::new(aws);
+        self
+    }
+
+    /// WebSocket limits and timers (default: AWS's).
+    pub fn with_websocket_settings(mut self, settings: websocket::WsSettings) -> Self {
+        self.websockets = Arc::new(websocket::Hub {
+            settings,
+            ..Default::default()
+        });
         self
     }
 

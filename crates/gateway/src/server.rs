@@ -81,7 +81,7 @@ pub async fn serve(
             async move { Ok::<_, Infallible>(pipeline::handle(&gw, req, peer).await) }
         });
         let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -92,6 +92,8 @@ pub async fn serve(
         });
     }
     drop(listener);
+    // WebSocket connections close with 1001 (Going Away) and run `$disconnect`.
+    gateway.websockets.shutdown.cancel();
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(opts.drain_timeout) => tracing::warn!("drain timeout reached; closing remaining connections"),

@@ -100,7 +100,7 @@ pub fn load_project(path: &Path, opts: &LoadOptions) -> Result<Project, LoadErro
     let is_project = doc
         .value
         .as_object()
-        .is_some_and(|m| m.contains_key("apis"));
+        .is_some_and(|m| m.contains_key("apis") || m.contains_key("websocketApis"));
     let mut diags = if is_project {
         project::load(path, doc, opts)
     } else {

@@ -74,6 +74,10 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: SocketAddr) -> R
                     .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
             });
     let runtime: Arc<Runtime> = gw.runtime();
+    let req = match crate::websocket::intercept(gw, &runtime, req, peer).await {
+        crate::websocket::Intercepted::Handled(r) => return r,
+        crate::websocket::Intercepted::Pass(req) => req,
+    };
     let mut ctx = route::initial_context(&runtime, &req, peer);
     let routed = route::route(&runtime, req, &mut ctx, &gw.limits);
     let (mut response, stage) = match routed {
