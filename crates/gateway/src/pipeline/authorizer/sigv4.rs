@@ -134,9 +134,9 @@ struct Parsed {
 fn parse_credential(cred: &str) -> Result<(String, String, String, String), GatewayError> {
     let parts: Vec<&str> = cred.split('/').collect();
     if parts.len() != 5 || parts[4] != "aws4_request" {
-        return Err(incomplete(format!(
-            "Credential should be scoped to a valid region. "
-        )));
+        return Err(incomplete(
+            "Credential should be scoped to a valid region. ",
+        ));
     }
     Ok((
         parts[0].to_string(),
@@ -272,14 +272,14 @@ pub fn verify(
         return Ok(None);
     };
     if p.scope_service != "execute-api" {
-        return Err(invalid_signature(format!(
-            "Credential should be scoped to correct service: 'execute-api'. "
-        )));
+        return Err(invalid_signature(
+            "Credential should be scoped to correct service: 'execute-api'. ",
+        ));
     }
     if p.scope_region != req.region {
-        return Err(invalid_signature(format!(
-            "Credential should be scoped to a valid region. "
-        )));
+        return Err(invalid_signature(
+            "Credential should be scoped to a valid region. ",
+        ));
     }
     let Some(t) = parse_amz_date(&p.amz_date) else {
         return Err(incomplete(format!(
