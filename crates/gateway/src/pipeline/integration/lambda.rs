@@ -623,6 +623,11 @@ pub struct V2Request {
     pub time_epoch_ms: i64,
     /// `requestContext.authorizer`, when an authorizer ran.
     pub authorizer: Option<Value>,
+    /// `x-amzn-trace-id` added to the headers (when not empty).
+    pub trace_id: String,
+    /// `x-forwarded-port` / `x-forwarded-proto` of the listener (e.g. `443`, `https`).
+    pub forwarded_port: String,
+    pub forwarded_proto: String,
 }
 
 fn percent_decode(s: &str) -> String {
@@ -677,6 +682,24 @@ pub fn event_v2(r: &V2Request) -> Value {
                 headers.insert(name, Value::String(v.clone()));
             }
         }
+    }
+    // What API Gateway adds: length, trace id, forwarding headers.
+    headers
+        .entry("content-length")
+        .or_insert_with(|| Value::String(r.body.len().to_string()));
+    if !r.trace_id.is_empty() {
+        headers.insert("x-amzn-trace-id".into(), json!(r.trace_id));
+    }
+    let xff = match headers.get("x-forwarded-for").and_then(Value::as_str) {
+        Some(x) => format!("{x}, {}", r.source_ip),
+        None => r.source_ip.clone(),
+    };
+    headers.insert("x-forwarded-for".into(), json!(xff));
+    if !r.forwarded_port.is_empty() {
+        headers.insert("x-forwarded-port".into(), json!(r.forwarded_port));
+    }
+    if !r.forwarded_proto.is_empty() {
+        headers.insert("x-forwarded-proto".into(), json!(r.forwarded_proto));
     }
     let mut query: Map<String, Value> = Map::new();
     for pair in r.raw_query.split('&').filter(|p| !p.is_empty()) {
@@ -836,5 +859,155 @@ mod tests {
         assert_eq!(r.headers[1], ("set-cookie".into(), "a=1; Path=/".into()));
         assert!(convert_v2(b"nope").is_err());
         assert_eq!(convert_v2(b"42").expect("number").body.as_ref(), b"42");
+    }
+}
+
+/// Payload 2.0 events compared with the recorded/documented ones in
+/// shared/conformance/lambda_events.json.
+#[cfg(test)]
+mod conformance_v2 {
+    use super::*;
+
+    fn cases() -> Vec<Value> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/conformance/lambda_events.json");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let v: Value = serde_json::from_str(&text).expect("lambda_events.json");
+        v["cases"]
+            .as_array()
+            .expect("cases")
+            .iter()
+            .filter(|c| c["payload_version"] == "2.0" && c["api_kind"] == "HTTP")
+            .cloned()
+            .collect()
+    }
+
+    /// Builds the request the case describes, plus what the harness would know.
+    fn request(case: &Value) -> V2Request {
+        let req = &case["request"];
+        let expected = &case["expected_event"];
+        let rc = &expected["requestContext"];
+        let s0 = |v: &Value| {
+            v.as_str()
+                .unwrap_or("id.execute-api.us-east-1.amazonaws.com")
+                .to_string()
+        };
+        let raw = req["raw_path"].as_str().unwrap_or("/");
+        let (path, query) = raw.split_once('?').unwrap_or((raw, ""));
+        let mut headers = Vec::new();
+        if let Some(h) = req["headers"].as_object() {
+            for (k, v) in h {
+                match v {
+                    Value::Array(a) => {
+                        for x in a {
+                            headers.push((k.clone(), x.as_str().unwrap_or_default().to_string()));
+                        }
+                    }
+                    other => headers.push((k.clone(), other.as_str().unwrap_or_default().into())),
+                }
+            }
+        }
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            headers.push(("Host".into(), s0(&rc["domainName"])));
+        }
+        if let Some(c) = req["cookies"].as_array() {
+            let joined: Vec<&str> = c.iter().filter_map(Value::as_str).collect();
+            headers.push(("Cookie".into(), joined.join("; ")));
+        }
+        let s = |v: &Value, d: &str| v.as_str().unwrap_or(d).to_string();
+        // The client's User-Agent, as the recorded context shows it.
+        if let Some(ua) = rc["http"]["userAgent"].as_str() {
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
+            {
+                headers.push(("User-Agent".into(), ua.to_string()));
+            }
+        }
+        let has_body = req["body"].is_string();
+        if has_body
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            headers.push(("content-type".into(), "text/plain".into()));
+        }
+        V2Request {
+            route_key: s(&expected["routeKey"], "$default"),
+            method: s(&req["method"], "GET"),
+            raw_path: path.to_string(),
+            raw_query: query.to_string(),
+            headers,
+            path_parameters: expected["pathParameters"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), s(v, ""))).collect())
+                .unwrap_or_default(),
+            stage_variables: expected["stageVariables"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            body: Bytes::from(s(&req["body"], "")),
+            account_id: s(&rc["accountId"], "123456789012"),
+            api_id: s(&rc["apiId"], "api-id"),
+            domain_name: s(&rc["domainName"], "id.execute-api.us-east-1.amazonaws.com"),
+            request_id: s(&rc["requestId"], "id"),
+            stage: s(&rc["stage"], "$default"),
+            source_ip: s(&rc["http"]["sourceIp"], "192.0.2.1"),
+            protocol: "HTTP/1.1".into(),
+            time_epoch_ms: rc["timeEpoch"].as_i64().unwrap_or(1_583_348_638_390),
+            authorizer: rc.get("authorizer").cloned(),
+            trace_id: "Root=1-5e6722a7-cc56xmpl46db7ae02d4da47e".into(),
+            forwarded_port: "443".into(),
+            forwarded_proto: "https".into(),
+        }
+    }
+
+    /// `expected` ⊆ `actual`, except the keys in `skip` (TLS client certificates, which
+    /// Turnpike's plain-HTTP listener never sees) and `varies` placeholders.
+    fn subset(expected: &Value, actual: &Value, at: &str, skip: &[&str]) {
+        match (expected, actual) {
+            (Value::Object(e), Value::Object(a)) => {
+                for (k, v) in e {
+                    if skip.contains(&k.as_str()) {
+                        continue;
+                    }
+                    let p = format!("{at}.{k}");
+                    let got = a
+                        .get(k)
+                        .unwrap_or_else(|| panic!("missing {p} in {actual}"));
+                    subset(v, got, &p, skip);
+                }
+            }
+            // Placeholders ({{varies:…}}, {{host}}, {{api_id}}, …) bind to per-run values.
+            (Value::String(e), _) if e.contains("{{") => {}
+            (e, a) => assert_eq!(e, a, "at {at}"),
+        }
+    }
+
+    #[test]
+    fn v2_events_match_the_reference() {
+        let cases = cases();
+        assert!(cases.len() >= 3, "expected the HTTP API 2.0 cases");
+        for case in &cases {
+            let id = case["id"].as_str().unwrap_or_default();
+            let ev = event_v2(&request(case));
+            let expected = &case["expected_event"];
+            // Field types and names: the documented shape, never 1.0's multi-value keys.
+            for absent in ["multiValueHeaders", "multiValueQueryStringParameters"] {
+                assert!(ev.get(absent).is_none(), "{id}: {absent}");
+            }
+            assert_eq!(ev["version"], "2.0", "{id}");
+            assert!(ev["requestContext"]["timeEpoch"].is_i64(), "{id}");
+            let time = ev["requestContext"]["time"].as_str().unwrap_or_default();
+            assert_eq!(
+                time.len(),
+                "12/Mar/2020:19:03:58 +0000".len(),
+                "{id}: {time}"
+            );
+            assert_eq!(ev["routeKey"], ev["requestContext"]["routeKey"], "{id}");
+            let skip: &[&str] = &["authentication", "time"];
+            subset(expected, &ev, id, skip);
+        }
     }
 }
