@@ -137,6 +137,24 @@ impl<'a> Doc<'a> {
             .unwrap_or("")
     }
 
+    /// Does key `i` equal `name`? (byte comparison, length first)
+    #[inline]
+    fn key_is(&self, i: usize, name: &[u8]) -> bool {
+        let Some(r) = self.keys.get(i) else {
+            return false;
+        };
+        let len = (r.len & !OWNED) as usize;
+        if len != name.len() {
+            return false;
+        }
+        let base = if r.len & OWNED != 0 {
+            self.unesc.as_bytes()
+        } else {
+            self.src.as_bytes()
+        };
+        base.get(r.off as usize..r.off as usize + len) == Some(name)
+    }
+
     #[inline]
     fn key(&self, i: usize) -> &str {
         match self.keys.get(i) {
@@ -212,8 +230,9 @@ impl<'r> DRef<'r> {
             return None;
         };
         if index == u32::MAX {
+            let name = name.as_bytes();
             for i in (first..first + len).rev() {
-                if self.doc.key(i as usize) == name {
+                if self.doc.key_is(i as usize, name) {
                     return Some(self.at(i));
                 }
             }
@@ -284,6 +303,37 @@ static STR_SPECIAL: [bool; 256] = {
     t[b'\\' as usize] = true;
     t
 };
+
+/// Index of the first byte at or after `i` that is `"`, `\\` or a control character.
+#[inline]
+fn skip_plain(s: &[u8], mut i: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = s.get(i..i + 8) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(b);
+        let quote = w ^ (LO * u64::from(b'"'));
+        let bslash = w ^ (LO * u64::from(b'\\'));
+        // A byte is zero / below 0x20 iff the subtraction borrows into its high bit
+        // (only for bytes < 0x80, hence the `!w` mask).
+        let zero_q = quote.wrapping_sub(LO) & !quote;
+        let zero_b = bslash.wrapping_sub(LO) & !bslash;
+        let ctrl = w.wrapping_sub(LO * 0x20) & !w;
+        let hit = (zero_q | zero_b | ctrl) & HI;
+        if hit != 0 {
+            return i + (hit.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = s.get(i) {
+        if STR_SPECIAL[b as usize] {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
 
 /// Exact powers of ten representable as f64 (Clinger's fast path).
 const POW10: [f64; 23] = [
@@ -432,13 +482,8 @@ impl<'a> Parser<'a> {
     fn string(&mut self) -> Option<SRef> {
         self.i += 1;
         let start = self.i;
-        // Skip plain bytes quickly.
-        while let Some(&b) = self.s.get(self.i) {
-            if STR_SPECIAL[b as usize] {
-                break;
-            }
-            self.i += 1;
-        }
+        // Skip plain bytes quickly, 8 at a time.
+        self.i = skip_plain(self.s, self.i);
         loop {
             let c = *self.s.get(self.i)?;
             match c {
@@ -457,6 +502,10 @@ impl<'a> Parser<'a> {
         }
         let out_start = self.doc.unesc.len();
         let src = self.doc.src;
+        if self.doc.unesc.capacity() == 0 {
+            // One allocation for all unescaped strings of the document.
+            self.doc.unesc.reserve(self.s.len() - start);
+        }
         self.doc.unesc.push_str(src.get(start..self.i)?);
         loop {
             let c = *self.s.get(self.i)?;
@@ -505,12 +554,7 @@ impl<'a> Parser<'a> {
                 _ => {
                     // Copy a run of plain bytes.
                     let run = self.i;
-                    while let Some(&b) = self.s.get(self.i) {
-                        if b == b'"' || b == b'\\' || b < 0x20 {
-                            break;
-                        }
-                        self.i += 1;
-                    }
+                    self.i = skip_plain(self.s, self.i);
                     self.doc.unesc.push_str(src.get(run..self.i)?);
                 }
             }

@@ -21,7 +21,8 @@ const MAX_VALUE_DEPTH: usize = 64;
 /// Compiled regexes kept per render.
 const REGEX_CACHE: usize = 32;
 
-type R<T> = Result<T, RenderError>;
+/// Errors are boxed inside the renderer to keep `Result<Value, _>` small.
+type R<T> = Result<T, Box<RenderError>>;
 
 enum Flow {
     Normal,
@@ -202,10 +203,12 @@ impl<'r> Eval<'r> {
         v
     }
 
-    pub(crate) fn run_template(&mut self) -> R<()> {
+    pub(crate) fn run_template(&mut self) -> Result<(), RenderError> {
         let c: &'r Compiled = self.c;
-        self.run(&c.nodes)?;
-        Ok(())
+        match self.run(&c.nodes) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(*e),
+        }
     }
 
     pub(crate) fn finish(mut self) -> Rendered {
@@ -253,13 +256,13 @@ impl<'r> Eval<'r> {
 
     // ------------------------------------------------------------- budget
 
-    fn err_at(&self, pos: Pos, message: String) -> RenderError {
+    fn err_at(&self, pos: Pos, message: String) -> Box<RenderError> {
         let (line, column) = self.c.lines.line_col(pos.0 as usize);
-        RenderError::Runtime {
+        Box::new(RenderError::Runtime {
             line,
             column,
             message,
-        }
+        })
     }
 
     #[inline]
@@ -279,21 +282,21 @@ impl<'r> Eval<'r> {
         Ok(())
     }
 
-    fn step_error(&self) -> RenderError {
+    fn step_error(&self) -> Box<RenderError> {
         let (line, column) = self.c.lines.line_col(self.last_pos.0 as usize);
-        RenderError::StepLimit {
+        Box::new(RenderError::StepLimit {
             limit: self.limits.max_steps,
             line,
             column,
-        }
+        })
     }
 
     /// A string about to be built of `len` bytes must fit the output limit.
     fn check_size(&mut self, len: usize) -> R<()> {
         if len > self.limits.max_output_bytes {
-            return Err(RenderError::OutputLimit {
+            return Err(Box::new(RenderError::OutputLimit {
                 limit: self.limits.max_output_bytes,
-            });
+            }));
         }
         self.charge(len)
     }
@@ -301,9 +304,9 @@ impl<'r> Eval<'r> {
     #[inline]
     fn check_out(&self) -> R<()> {
         if self.out.len() > self.limits.max_output_bytes {
-            return Err(RenderError::OutputLimit {
+            return Err(Box::new(RenderError::OutputLimit {
                 limit: self.limits.max_output_bytes,
-            });
+            }));
         }
         Ok(())
     }
@@ -312,11 +315,11 @@ impl<'r> Eval<'r> {
         self.nesting += 1;
         if self.nesting > MAX_EVAL_NESTING {
             let (line, column) = self.c.lines.line_col(pos.0 as usize);
-            return Err(RenderError::RecursionLimit {
+            return Err(Box::new(RenderError::RecursionLimit {
                 limit: self.limits.max_recursion_depth,
                 line,
                 column,
-            });
+            }));
         }
         Ok(())
     }
@@ -534,11 +537,11 @@ impl<'r> Eval<'r> {
             }
             if i >= self.limits.max_loop_iterations {
                 let (line, column) = self.c.lines.line_col(pos.0 as usize);
-                result = Err(RenderError::LoopLimit {
+                result = Err(Box::new(RenderError::LoopLimit {
                     limit: self.limits.max_loop_iterations,
                     line,
                     column,
-                });
+                }));
                 break;
             }
             if let Err(e) = self.tick() {
@@ -593,11 +596,11 @@ impl<'r> Eval<'r> {
         };
         if self.macro_depth >= self.limits.max_recursion_depth {
             let (line, column) = self.c.lines.line_col(pos.0 as usize);
-            return Err(RenderError::RecursionLimit {
+            return Err(Box::new(RenderError::RecursionLimit {
                 limit: self.limits.max_recursion_depth,
                 line,
                 column,
-            });
+            }));
         }
         let mut values = Vec::with_capacity(args.len());
         for a in args {
@@ -1269,11 +1272,11 @@ impl<'r> Eval<'r> {
             Value::Block(nodes) => {
                 if self.macro_depth >= self.limits.max_recursion_depth {
                     let (line, column) = self.c.lines.line_col(self.last_pos.0 as usize);
-                    return Err(RenderError::RecursionLimit {
+                    return Err(Box::new(RenderError::RecursionLimit {
                         limit: self.limits.max_recursion_depth,
                         line,
                         column,
-                    });
+                    }));
                 }
                 self.macro_depth += 1;
                 let saved = std::mem::replace(&mut self.out, std::mem::take(buf));
@@ -1344,9 +1347,9 @@ impl<'r> Eval<'r> {
 
     fn check_len(&self, buf: &str) -> R<()> {
         if buf.len() > self.limits.max_output_bytes {
-            return Err(RenderError::OutputLimit {
+            return Err(Box::new(RenderError::OutputLimit {
                 limit: self.limits.max_output_bytes,
-            });
+            }));
         }
         Ok(())
     }
