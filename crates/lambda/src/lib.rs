@@ -142,7 +142,7 @@ impl Default for Settings {
 
 enum Backend {
     Local(local::Pool),
-    Remote(remote::Remote),
+    Remote(Box<remote::Remote>),
 }
 
 struct Function {
@@ -297,9 +297,9 @@ fn build_backend(
     settings: &Settings,
 ) -> Result<Backend, LambdaError> {
     if let Some(remote) = &config.remote {
-        return Ok(Backend::Remote(remote::Remote::new(
+        return Ok(Backend::Remote(Box::new(remote::Remote::new(
             name, config, remote, settings,
-        )));
+        ))));
     }
     let Some(command) = &config.command else {
         return Err(LambdaError::Config {

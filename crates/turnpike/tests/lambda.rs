@@ -462,6 +462,9 @@ async fn concurrency_scale_up_queue_and_throttle() {
     }
 }
 
+/// What the Invoke endpoint received: path, Authorization, event.
+type Seen = (String, Option<String>, Value);
+
 async fn get_owned(url: String) -> Resp {
     get(&url).await
 }
@@ -519,7 +522,7 @@ async fn aws_lambda_non_proxy_selection_patterns() {
 async fn remote_invoke_endpoint() {
     use std::sync::{Arc, Mutex};
     // A real HTTP server speaking Lambda's Invoke API.
-    let seen: Arc<Mutex<Vec<(String, Option<String>, Value)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
