@@ -445,14 +445,14 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
 
 /// `/@connections/{id}` or `/%40connections/{id}` after the stage: the raw connection id.
 fn connections_path(rest: &str) -> Option<&str> {
-    let lower_prefix = rest.get(..14).map(str::to_ascii_lowercase);
+    const ENCODED: &str = "/%40connections/";
     if let Some(id) = rest.strip_prefix("/@connections/") {
         return Some(id);
     }
-    if lower_prefix.as_deref() == Some("/%40connections") {
-        return rest.get(14..).and_then(|r| r.strip_prefix('/'));
+    match rest.get(..ENCODED.len()) {
+        Some(p) if p.eq_ignore_ascii_case(ENCODED) => rest.get(ENCODED.len()..),
+        _ => None,
     }
-    None
 }
 
 /// Serves the request if it is for a WebSocket API (upgrade or `@connections`).

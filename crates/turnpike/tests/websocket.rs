@@ -1,0 +1,862 @@
+//! WebSocket APIs end to end: the real `turnpike` binary, real WebSocket clients
+//! (tokio-tungstenite here, Python's `websockets` in the cross-check), a real HTTP backend.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub fn ws_project(dir: &Path, apis: Value) -> PathBuf {
+    write_json(dir, "turnpike.json", &json!({ "websocketApis": apis }))
+}
+
+/// A MOCK integration answering `status`; two-way routes send `response` back.
+pub fn mock(status: u16, response: &str) -> Value {
+    json!({
+        "integrationType": "MOCK",
+        "requestTemplates": {"$default": format!("{{\"statusCode\": {status}}}")},
+        "templateSelectionExpression": "\\$default",
+        "integrationResponses": {"$default": {"responseTemplates": {"$default": response}}},
+    })
+}
+
+/// A two-way route whose MOCK integration answers with the selected route key.
+pub fn echo_route() -> Value {
+    json!({
+        "integration": mock(200, r#"{"route":"$context.routeKey","eventType":"$context.eventType"}"#),
+        "routeResponseSelectionExpression": "$default",
+        "routeResponses": {"$default": {}},
+    })
+}
+
+pub fn ws_url(tp: &Turnpike, api: &str, stage: &str) -> String {
+    format!("ws://127.0.0.1:{}/_aws/execute-api/{api}/{stage}", tp.port)
+}
+
+pub async fn connect(url: &str) -> Result<Client, WsError> {
+    let mut req = url.into_client_request()?;
+    req.headers_mut()
+        .insert("user-agent", "turnpike-e2e/1".parse().expect("header"));
+    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("connect timed out")?;
+    Ok(ws)
+}
+
+/// The HTTP status a rejected handshake answered with.
+pub async fn rejected_status(url: &str) -> u16 {
+    match connect(url).await {
+        Err(WsError::Http(r)) => r.status().as_u16(),
+        Ok(_) => panic!("the handshake was accepted"),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+/// The next text frame (skipping pings/pongs).
+pub async fn next_text(ws: &mut Client) -> String {
+    loop {
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("no frame in time")
+            .expect("stream ended")
+            .expect("read error");
+        match m {
+            Message::Text(t) => return t.as_str().to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+pub async fn next_json(ws: &mut Client) -> Value {
+    let t = next_text(ws).await;
+    serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}"))
+}
+
+/// Reads until the server closes; returns the close code and reason it sent.
+pub async fn close_code(ws: &mut Client) -> (u16, String) {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("no close in time")
+        {
+            Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), f.reason.to_string()),
+            Some(Ok(Message::Close(None))) => return (1005, String::new()),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("connection failed before a close frame: {e}"),
+            None => panic!("connection ended without a close frame"),
+        }
+    }
+}
+
+/// `$disconnect` as an HTTP integration recording the close to the backend's `/disconnect`.
+pub fn disconnect_route(backend: &str) -> Value {
+    json!({"integration": {
+        "integrationType": "HTTP",
+        "integrationUri": format!("{backend}/disconnect"),
+        "integrationMethod": "POST",
+        "templateSelectionExpression": "\\$default",
+        "requestTemplates": {"$default": r#"{"connectionId":"$context.connectionId","eventType":"$context.eventType","code":"$context.disconnectStatusCode","reason":"$context.disconnectReason"}"#},
+    }})
+}
+
+/// Waits for the backend to record `$disconnect` for `connection_id`.
+pub async fn wait_disconnect(up: &Upstream, connection_id: &str) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        for r in up.requests() {
+            if r.path == "/disconnect" {
+                let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+                if v["connectionId"] == connection_id {
+                    return v;
+                }
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no $disconnect for {connection_id}; recorded: {:?}",
+            up.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The connection id, learnt through a two-way `whoami` route.
+pub async fn whoami(ws: &mut Client) -> String {
+    ws.send(Message::text(r#"{"action":"whoami"}"#))
+        .await
+        .expect("send");
+    let v = next_json(ws).await;
+    v["connectionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no connectionId in {v}"))
+        .to_string()
+}
+
+pub fn whoami_route() -> Value {
+    json!({
+        "integration": mock(200, r#"{"connectionId":"$context.connectionId","domainName":"$context.domainName","stage":"$context.stage"}"#),
+        "routeResponseSelectionExpression": "$default",
+        "routeResponses": {"$default": {}},
+    })
+}
+
+/// One API with the routes most tests need.
+fn lifecycle_api(backend: &str) -> Value {
+    json!({
+        "name": "lifecycle",
+        "id": "wslifecyc1",
+        "routeSelectionExpression": "$request.body.action",
+        "routes": {
+            "$connect": {"integration": mock(200, "")},
+            "$disconnect": disconnect_route(backend),
+            "$default": echo_route(),
+            "whoami": whoami_route(),
+            "join": echo_route(),
+            "oneway": {"integration": mock(200, "never sent")},
+        },
+        "stages": [{"name": "prod"}],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_selection_non_json_and_route_responses() {
+    let up = Upstream::start().await;
+    let dir = temp_dir();
+    let file = ws_project(dir.path(), json!([lifecycle_api(&up.base())]));
+    let tp = Turnpike::serve(&file);
+    let mut ws = connect(&ws_url(&tp, "wslifecyc1", "prod"))
+        .await
+        .expect("connect");
+    for (msg, route) in [
+        (r#"{"action":"join"}"#, "join"),
+        (r#"{"action":"leave"}"#, "$default"),
+        (r#"{"service":"chat"}"#, "$default"),
+        ("hello world", "$default"),
+        (r#"["not", "an", "object"]"#, "$default"),
+        (r#"{"action":"$connect"}"#, "$default"),
+    ] {
+        ws.send(Message::text(msg)).await.expect("send");
+        let v = next_json(&mut ws).await;
+        assert_eq!(v["route"], route, "message {msg}");
+        assert_eq!(v["eventType"], "MESSAGE");
+    }
+    // A one-way route sends nothing back: the next frame is the reply of the following message.
+    ws.send(Message::text(r#"{"action":"oneway"}"#))
+        .await
+        .expect("send");
+    ws.send(Message::text(r#"{"action":"join","n":2}"#))
+        .await
+        .expect("send");
+    assert_eq!(next_json(&mut ws).await["route"], "join");
+    // Pings are answered.
+    ws.send(Message::Ping(b"p1".to_vec().into()))
+        .await
+        .expect("ping");
+    loop {
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("pong")
+            .expect("open")
+            .expect("ok");
+        if let Message::Pong(p) = m {
+            assert_eq!(&p[..], b"p1");
+            break;
+        }
+    }
+    ws.close(None).await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_default_route_sends_forbidden_frame() {
+    let dir = temp_dir();
+    let file = ws_project(
+        dir.path(),
+        json!([{
+            "name": "nodefault", "id": "wsnodefau1",
+            "routeSelectionExpression": "$request.body.action",
+            "routes": {"$connect": {"integration": mock(200, "")}, "sendmessage": echo_route()},
+            "stages": [{"name": "prod"}],
+        }]),
+    );
+    let tp = Turnpike::serve(&file);
+    let mut ws = connect(&ws_url(&tp, "wsnodefau1", "prod"))
+        .await
+        .expect("connect");
+    ws.send(Message::text(
+        r#"{"message": "sendmessage", "data": "hello"}"#,
+    ))
+    .await
+    .expect("send");
+    let v = next_json(&mut ws).await;
+    assert_eq!(v["message"], "Forbidden");
+    let keys: Vec<&String> = v.as_object().expect("object").keys().collect();
+    assert_eq!(keys, ["message", "connectionId", "requestId"]);
+    assert!(v["connectionId"]
+        .as_str()
+        .is_some_and(|s| s.ends_with('=') && s.len() == 16));
+    // The connection stays open.
+    ws.send(Message::text(r#"{"action":"sendmessage"}"#))
+        .await
+        .expect("send");
+    assert_eq!(next_json(&mut ws).await["route"], "sendmessage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_rejections_and_subprotocol() {
+    let up = Upstream::start().await;
+    let dir = temp_dir();
+    let api = |name: &str, id: &str, connect: Value| {
+        json!({
+            "name": name, "id": id, "routeSelectionExpression": "$request.body.action",
+            "routes": {"$connect": {"integration": connect}, "$default": echo_route()},
+            "stages": [{"name": "prod"}],
+        })
+    };
+    let file = ws_project(
+        dir.path(),
+        json!([
+            api("mock403", "wsmockrej1", mock(403, "")),
+            api(
+                "http401",
+                "wshttprej1",
+                json!({"integrationType": "HTTP_PROXY", "integrationMethod": "GET", "integrationUri": format!("{}/status/401", up.base())})
+            ),
+            api(
+                "proto",
+                "wsprotoco1",
+                json!({"integrationType": "HTTP_PROXY", "integrationMethod": "GET", "integrationUri": format!("{}/respond-headers?h=Sec-WebSocket-Protocol:myprotocol", up.base())})
+            ),
+            api(
+                "down",
+                "wsbackdow1",
+                json!({"integrationType": "HTTP_PROXY", "integrationMethod": "GET", "integrationUri": format!("http://127.0.0.1:{}/", closed_port())})
+            ),
+        ]),
+    );
+    let tp = Turnpike::serve(&file);
+    assert_eq!(
+        rejected_status(&ws_url(&tp, "wsmockrej1", "prod")).await,
+        403
+    );
+    assert_eq!(
+        rejected_status(&ws_url(&tp, "wshttprej1", "prod")).await,
+        401
+    );
+    assert_eq!(
+        rejected_status(&ws_url(&tp, "wsbackdow1", "prod")).await,
+        500
+    );
+    // Unknown stage.
+    assert_eq!(
+        rejected_status(&ws_url(&tp, "wsmockrej1", "nostage")).await,
+        403
+    );
+    // $connect saw the upgrade request's headers and query string.
+    let mut req = format!("{}?token=abc", ws_url(&tp, "wsprotoco1", "prod"))
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "chat1, myprotocol".parse().expect("h"),
+    );
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect");
+    assert_eq!(resp.status().as_u16(), 101);
+    assert_eq!(
+        resp.headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("myprotocol")
+    );
+    let seen = up.last();
+    assert_eq!(seen.method, "GET");
+    assert_eq!(
+        seen.header("sec-websocket-key"),
+        None,
+        "handshake headers are not forwarded"
+    );
+    ws.send(Message::text("hi")).await.expect("send");
+    assert_eq!(next_json(&mut ws).await["route"], "$default");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_integrations_map_requests_and_responses() {
+    let up = Upstream::start().await;
+    let dir = temp_dir();
+    let file = ws_project(
+        dir.path(),
+        json!([{
+            "name": "httpints", "id": "wshttpint1",
+            "routeSelectionExpression": "$request.body.action",
+            "routes": {
+                "mapped": {
+                    "integration": {
+                        "integrationType": "HTTP",
+                        "integrationUri": "http://${stageVariables.backend}/mapped",
+                        "requestParameters": {
+                            "integration.request.header.X-Conn": "context.connectionId",
+                            "integration.request.header.X-Item": "route.request.body.item",
+                            "integration.request.header.X-Fixed": "'fixed'",
+                        },
+                        "templateSelectionExpression": "${request.body.kind}",
+                        "requestTemplates": {
+                            "a": "{\"template\":\"a\",\"item\":\"$input.path('$.item')\",\"stage\":\"$context.stage\"}",
+                            "$default": "{\"template\":\"default\"}",
+                        },
+                        "integrationResponses": {
+                            "/2\\d\\d/": {"responseTemplates": {"$default": "{\"ok\":true,\"backendPath\":$input.json('$.path'),\"sent\":$input.json('$.body')}"}},
+                            "$default": {"responseTemplates": {"$default": "{\"ok\":false}"}},
+                        },
+                    },
+                    "routeResponseSelectionExpression": "$default",
+                    "routeResponses": {"$default": {}},
+                },
+                "failing": {
+                    "integration": {
+                        "integrationType": "HTTP",
+                        "integrationUri": format!("{}/status/503", up.base()),
+                        "integrationResponses": {
+                            "/2\\d\\d/": {"responseTemplates": {"$default": "{\"ok\":true}"}},
+                            "$default": {"responseTemplates": {"$default": "{\"ok\":false,\"status\":\"$context.routeKey\"}"}},
+                        },
+                    },
+                    "routeResponseSelectionExpression": "$default",
+                    "routeResponses": {"$default": {}},
+                },
+                "proxied": {
+                    "integration": {"integrationType": "HTTP_PROXY", "integrationUri": format!("{}/proxied", up.base()), "integrationMethod": "PUT"},
+                    "routeResponseSelectionExpression": "$default",
+                    "routeResponses": {"$default": {}},
+                },
+                "broken": {
+                    "integration": {"integrationType": "HTTP_PROXY", "integrationUri": format!("http://127.0.0.1:{}/", closed_port())},
+                },
+            },
+            "stages": [{"name": "prod", "variables": {"backend": up.addr.to_string()}}],
+        }]),
+    );
+    let tp = Turnpike::serve(&file);
+    let mut ws = connect(&ws_url(&tp, "wshttpint1", "prod"))
+        .await
+        .expect("connect");
+
+    ws.send(Message::text(
+        r#"{"action":"mapped","kind":"a","item":"book"}"#,
+    ))
+    .await
+    .expect("send");
+    let v = next_json(&mut ws).await;
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["backendPath"], "/mapped");
+    let sent: Value = match &v["sent"] {
+        Value::String(s) => serde_json::from_str(s).expect("json"),
+        other => other.clone(),
+    };
+    assert_eq!(
+        sent,
+        json!({"template": "a", "item": "book", "stage": "prod"})
+    );
+    let r = up.last();
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.header("x-item"), Some("book"));
+    assert_eq!(r.header("x-fixed"), Some("fixed"));
+    assert!(r.header("x-conn").is_some_and(|c| c.ends_with('=')));
+
+    ws.send(Message::text(r#"{"action":"mapped","kind":"zzz"}"#))
+        .await
+        .expect("send");
+    next_json(&mut ws).await;
+    let body: Value = serde_json::from_slice(&up.last().body).expect("json");
+    assert_eq!(body, json!({"template": "default"}));
+
+    ws.send(Message::text(r#"{"action":"failing"}"#))
+        .await
+        .expect("send");
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"ok": false, "status": "failing"})
+    );
+
+    ws.send(Message::text(r#"{"action":"proxied","raw":1}"#))
+        .await
+        .expect("send");
+    let v = next_json(&mut ws).await;
+    let r = up.last();
+    assert_eq!(r.method, "PUT");
+    assert_eq!(r.path, "/proxied");
+    assert_eq!(&r.body[..], br#"{"action":"proxied","raw":1}"#);
+    assert!(v.is_object());
+
+    ws.send(Message::text(r#"{"action":"broken"}"#))
+        .await
+        .expect("send");
+    let v = next_json(&mut ws).await;
+    assert_eq!(v["message"], "Internal server error");
+    assert!(v["connectionId"].is_string() && v["requestId"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_runs_after_every_kind_of_close() {
+    let up = Upstream::start().await;
+    let dir = temp_dir();
+    let file = ws_project(dir.path(), json!([lifecycle_api(&up.base())]));
+    let tp = Turnpike::serve_with(&file, &["--no-watch", "--ws-idle-timeout", "2"]);
+    let url = ws_url(&tp, "wslifecyc1", "prod");
+    let http = client();
+
+    // Client close with a status code.
+    let mut ws = connect(&url).await.expect("connect");
+    let id = whoami(&mut ws).await;
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    }))
+    .await
+    .expect("close");
+    let d = wait_disconnect(&up, &id).await;
+    assert_eq!(
+        (
+            d["eventType"].as_str(),
+            d["code"].as_str(),
+            d["reason"].as_str()
+        ),
+        (Some("DISCONNECT"), Some("1000"), Some("bye"))
+    );
+
+    // Client close without a status.
+    let mut ws = connect(&url).await.expect("connect");
+    let id = whoami(&mut ws).await;
+    ws.close(None).await.expect("close");
+    let d = wait_disconnect(&up, &id).await;
+    assert_eq!(d["code"], "1005");
+    assert_eq!(d["reason"], "Client-side close frame status not set");
+
+    // TCP dropped without a close frame.
+    let mut ws = connect(&url).await.expect("connect");
+    let id = whoami(&mut ws).await;
+    drop(ws);
+    let d = wait_disconnect(&up, &id).await;
+    assert_eq!(d["code"], "1006");
+
+    // Server side: DELETE @connections.
+    let mut ws = connect(&url).await.expect("connect");
+    let id = whoami(&mut ws).await;
+    let r = send(http.delete(format!(
+        "http://127.0.0.1:{}/prod/@connections/{id}",
+        tp.port
+    )))
+    .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(close_code(&mut ws).await.0, 1000);
+    wait_disconnect(&up, &id).await;
+    let r = send(http.get(format!(
+        "http://127.0.0.1:{}/prod/@connections/{id}",
+        tp.port
+    )))
+    .await;
+    assert_eq!(r.status, 410);
+
+    // Idle timeout (2 s here): the server closes with 1001.
+    let mut ws = connect(&url).await.expect("connect");
+    let id = whoami(&mut ws).await;
+    assert_eq!(close_code(&mut ws).await.0, 1001);
+    let d = wait_disconnect(&up, &id).await;
+    assert_eq!(d["code"], "1001");
+
+    // Error: a binary frame (unsupported) closes with 1003.
+    let mut ws = connect(&url).await.expect("connect");
+    let id = whoami(&mut ws).await;
+    ws.send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .expect("send");
+    assert_eq!(close_code(&mut ws).await.0, 1003);
+    assert_eq!(wait_disconnect(&up, &id).await["code"], "1003");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_and_message_size_limits() {
+    let up = Upstream::start().await;
+    let dir = temp_dir();
+    let file = ws_project(dir.path(), json!([lifecycle_api(&up.base())]));
+    let tp = Turnpike::serve(&file);
+    let url = ws_url(&tp, "wslifecyc1", "prod");
+
+    // A 32 KB frame is fine; one byte more closes with 1009.
+    let mut ws = connect(&url).await.expect("connect");
+    let ok = format!(
+        "{{\"action\":\"join\",\"pad\":\"{}\"}}",
+        "x".repeat(32 * 1024 - 26)
+    );
+    assert_eq!(ok.len(), 32 * 1024);
+    ws.send(Message::text(ok)).await.expect("send");
+    assert_eq!(next_json(&mut ws).await["route"], "join");
+    let id = whoami(&mut ws).await;
+    ws.send(Message::text("y".repeat(32 * 1024 + 1)))
+        .await
+        .expect("send");
+    assert_eq!(close_code(&mut ws).await.0, 1009);
+    assert_eq!(wait_disconnect(&up, &id).await["code"], "1009");
+
+    // A message of 128 KB in 32 KB fragments is fine; more closes with 1009.
+    for (total, accepted) in [(128 * 1024, true), (128 * 1024 + 1, false)] {
+        let mut ws = connect(&url).await.expect("connect");
+        let mut sent = 0;
+        let mut first = true;
+        while sent < total {
+            let n = (total - sent).min(32 * 1024);
+            let op = if first {
+                OpCode::Data(Data::Text)
+            } else {
+                OpCode::Data(Data::Continue)
+            };
+            first = false;
+            sent += n;
+            let frame = Frame::message(vec![b'z'; n], op, sent == total);
+            ws.send(Message::Frame(frame)).await.expect("send fragment");
+        }
+        if accepted {
+            assert_eq!(next_json(&mut ws).await["route"], "$default");
+        } else {
+            assert_eq!(close_code(&mut ws).await.0, 1009);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_api() {
+    let up = Upstream::start().await;
+    let dir = temp_dir();
+    let file = ws_project(dir.path(), json!([lifecycle_api(&up.base())]));
+    let tp = Turnpike::serve(&file);
+    let mut ws = connect(&ws_url(&tp, "wslifecyc1", "prod"))
+        .await
+        .expect("connect");
+    let id = whoami(&mut ws).await;
+    let http = client();
+    let base = format!("http://127.0.0.1:{}", tp.port);
+
+    // POST sends one text frame with the raw body.
+    let r = send(
+        http.post(format!("{base}/prod/@connections/{id}"))
+            .body("hello there"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    assert_eq!(next_text(&mut ws).await, "hello there");
+
+    // Percent-encoded forms, host-based and path-based URLs.
+    let enc = id.replace('=', "%3D");
+    for (url, host) in [
+        (format!("{base}/prod/%40connections/{enc}"), None),
+        (
+            format!("{base}/_aws/execute-api/wslifecyc1/prod/@connections/{id}"),
+            None,
+        ),
+        (
+            format!("{base}/prod/@connections/{enc}"),
+            Some(format!("wslifecyc1.execute-api.localhost:{}", tp.port)),
+        ),
+    ] {
+        let mut rb = http.post(&url).body(url.clone());
+        if let Some(h) = host {
+            rb = rb.header("host", h);
+        }
+        let r = send(rb).await;
+        assert_eq!(r.status, 200, "{url}");
+        assert_eq!(next_text(&mut ws).await, url);
+    }
+
+    // GET describes the connection.
+    let r = send(http.get(format!("{base}/prod/@connections/{id}"))).await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    let iso = regex_lite(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$");
+    assert!(iso(v["connectedAt"].as_str().unwrap_or_default()), "{v}");
+    assert!(iso(v["lastActiveAt"].as_str().unwrap_or_default()), "{v}");
+    assert_eq!(v["identity"]["sourceIp"], "127.0.0.1");
+    assert_eq!(v["identity"]["userAgent"], "turnpike-e2e/1");
+
+    // Too large, unknown, wrong stage / API.
+    let r = send(
+        http.post(format!("{base}/prod/@connections/{id}"))
+            .body("a".repeat(131_073)),
+    )
+    .await;
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        r.header("x-amzn-errortype"),
+        Some("PayloadTooLargeException")
+    );
+    assert!(r.json()["message"].is_string());
+    let r = send(
+        http.post(format!("{base}/prod/@connections/AAAAAAAAAAAAAAA="))
+            .body("x"),
+    )
+    .await;
+    assert_eq!(r.status, 410);
+    assert_eq!(r.header("x-amzn-errortype"), Some("GoneException"));
+    let r = send(
+        http.post(format!("{base}/other/@connections/{id}"))
+            .body("x"),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    // A 128 KB post is delivered whole.
+    let big = "b".repeat(128 * 1024);
+    let r = send(
+        http.post(format!("{base}/prod/@connections/{id}"))
+            .body(big.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(next_text(&mut ws).await.len(), big.len());
+}
+
+/// A tiny anchored matcher for the ISO-8601 shape (digits and literals only).
+fn regex_lite(pattern: &'static str) -> impl Fn(&str) -> bool {
+    move |s: &str| {
+        let p = pattern.trim_start_matches('^').trim_end_matches('$');
+        let mut toks: Vec<(char, usize)> = Vec::new();
+        let mut it = p.chars().peekable();
+        while let Some(c) = it.next() {
+            let tok = if c == '\\' {
+                match it.next() {
+                    Some('d') => 'D',
+                    Some(o) => o,
+                    None => break,
+                }
+            } else {
+                c
+            };
+            let mut n = 1;
+            if it.peek() == Some(&'{') {
+                it.next();
+                let num: String = it.by_ref().take_while(|c| *c != '}').collect();
+                n = num.parse().unwrap_or(1);
+            }
+            toks.push((tok, n));
+        }
+        let mut chars = s.chars();
+        for (t, n) in toks {
+            for _ in 0..n {
+                match chars.next() {
+                    Some(c) if (t == 'D' && c.is_ascii_digit()) || (t != 'D' && c == t) => {}
+                    _ => return false,
+                }
+            }
+        }
+        chars.next().is_none()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_closed_and_the_server_keeps_serving() {
+    let up = Upstream::start().await;
+    let dir = temp_dir();
+    let file = ws_project(dir.path(), json!([lifecycle_api(&up.base())]));
+    let tp = Turnpike::serve(&file);
+    let url = ws_url(&tp, "wslifecyc1", "prod");
+
+    // Invalid UTF-8 in a text frame: 1007.
+    let mut ws = connect(&url).await.expect("connect");
+    let id = whoami(&mut ws).await;
+    ws.send(Message::Frame(Frame::message(
+        vec![0xff, 0xfe, 0xfd],
+        OpCode::Data(Data::Text),
+        true,
+    )))
+    .await
+    .expect("send");
+    assert_eq!(close_code(&mut ws).await.0, 1007);
+    assert_eq!(wait_disconnect(&up, &id).await["code"], "1007");
+
+    // A flood of messages: every one is answered, in some order, and nothing is lost.
+    let mut ws = connect(&url).await.expect("connect");
+    let n = 500;
+    for i in 0..n {
+        ws.send(Message::text(format!(r#"{{"action":"join","i":{i}}}"#)))
+            .await
+            .expect("send");
+    }
+    for _ in 0..n {
+        assert_eq!(next_json(&mut ws).await["route"], "join");
+    }
+
+    // A frame header announcing a huge payload: closed with 1009 before anything is buffered.
+    let mut raw = TcpStream::connect(tp.addr()).await.expect("tcp");
+    let handshake = format!(
+        "GET /_aws/execute-api/wslifecyc1/prod HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raw.write_all(handshake.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = raw.read(&mut buf).await.expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    // FIN+text, masked, 64-bit length 2^40.
+    let mut frame = vec![0x81u8, 0x80 | 127];
+    frame.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    raw.write_all(&frame).await.expect("write");
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(WAIT, async {
+        loop {
+            match raw.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        got.len() >= 4 && got[0] == 0x88,
+        "expected a close frame, got {got:?}"
+    );
+    assert_eq!(u16::from_be_bytes([got[2], got[3]]), 1009);
+
+    // Half-open: a handshake never finished, and a connection that sends half a frame and
+    // stalls. Neither blocks anyone else.
+    let mut stalled = TcpStream::connect(tp.addr()).await.expect("tcp");
+    stalled
+        .write_all(
+            b"GET /_aws/execute-api/wslifecyc1/prod HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n",
+        )
+        .await
+        .expect("write");
+    let mut half = TcpStream::connect(tp.addr()).await.expect("tcp");
+    half.write_all(handshake.as_bytes()).await.expect("write");
+    let _ = half.read(&mut buf).await;
+    half.write_all(&[0x81, 0x85, 1, 2]).await.expect("write");
+
+    // Not an upgrade at a WebSocket API.
+    let r = get(&format!(
+        "http://127.0.0.1:{}/_aws/execute-api/wslifecyc1/prod",
+        tp.port
+    ))
+    .await;
+    assert_eq!(r.status, 426);
+
+    let mut ws = connect(&url).await.expect("still serving");
+    ws.send(Message::text(r#"{"action":"join"}"#))
+        .await
+        .expect("send");
+    assert_eq!(next_json(&mut ws).await["route"], "join");
+    drop((stalled, half));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_websockets_client_cross_check() {
+    let up = Upstream::start().await;
+    let dir = temp_dir();
+    let file = ws_project(dir.path(), json!([lifecycle_api(&up.base())]));
+    let tp = Turnpike::serve(&file);
+    let script = write(
+        dir.path(),
+        "client.py",
+        r#"
+import asyncio, json, sys
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus, ConnectionClosed
+
+async def main(url):
+    out = {}
+    async with connect(url, user_agent_header="py-websockets") as ws:
+        await ws.send(json.dumps({"action": "join"}))
+        out["join"] = json.loads(await ws.recv())
+        await ws.send("not json")
+        out["plain"] = json.loads(await ws.recv())
+        await ws.send(json.dumps({"action": "whoami"}))
+        out["whoami"] = json.loads(await ws.recv())
+        pong = await ws.ping(b"x")
+        await asyncio.wait_for(pong, 30)
+        out["pong"] = True
+        await ws.send("z" * (32 * 1024 + 1))
+        try:
+            await asyncio.wait_for(ws.recv(), 30)
+        except ConnectionClosed as e:
+            out["closed"] = e.rcvd.code if e.rcvd else None
+    print(json.dumps(out))
+
+asyncio.run(main(sys.argv[1]))
+"#,
+    );
+    let out = std::process::Command::new(python())
+        .arg(&script)
+        .arg(ws_url(&tp, "wslifecyc1", "prod"))
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["join"]["route"], "join");
+    assert_eq!(v["plain"]["route"], "$default");
+    assert!(v["whoami"]["connectionId"].is_string());
+    assert_eq!(v["pong"], true);
+    assert_eq!(v["closed"], 1009);
+}
+
+/// The test virtualenv's Python (scripts/test-deps.sh).
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("TURNPIKE_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
+}
