@@ -161,10 +161,9 @@ impl FunctionConfig {
                 "a function needs either `command` (run locally) or `remote` (invoke endpoint)"
                     .to_string(),
             )),
-            (Some(_), Some(_)) => out.push((
-                "remote",
-                "`command` and `remote` are exclusive".to_string(),
-            )),
+            (Some(_), Some(_)) => {
+                out.push(("remote", "`command` and `remote` are exclusive".to_string()))
+            }
             (Some(c), None) if c.args().is_empty() => {
                 out.push(("command", "command is empty".to_string()))
             }
