@@ -740,9 +740,7 @@ async fn bad_input_is_closed_and_the_server_keeps_serving() {
 
     // A frame header announcing a huge payload: closed with 1009 before anything is buffered.
     let mut raw = TcpStream::connect(tp.addr()).await.expect("tcp");
-    let handshake = format!(
-        "GET /_aws/execute-api/wslifecyc1/prod HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
+    let handshake = "GET /_aws/execute-api/wslifecyc1/prod HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     raw.write_all(handshake.as_bytes()).await.expect("write");
     let mut buf = vec![0u8; 4096];
@@ -859,4 +857,286 @@ pub fn python() -> PathBuf {
         return PathBuf::from(p);
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lambda (AWS_PROXY) integrations with real function processes (awslambdaric)
+// ---------------------------------------------------------------------------------------------
+
+fn lambda_fn(handler: &str, dir: &Path, env: Value) -> Value {
+    json!({
+        "command": [python().display().to_string(), "-m", "awslambdaric", handler],
+        "workingDir": dir.display().to_string(),
+        "handler": handler,
+        "timeout": 30,
+        "environment": env,
+    })
+}
+
+/// Does `actual` match `expected` (lambda_events.json conventions): same keys at every level,
+/// `{{varies:*}}` matches any present value, `{{host}}`/`{{api_id}}` bind to the given values.
+fn matches_event(expected: &Value, actual: &Value, host: &str, api_id: &str, path: &str) {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            let mut ek: Vec<&String> = e.keys().collect();
+            let mut ak: Vec<&String> = a.keys().collect();
+            ek.sort();
+            ak.sort();
+            assert_eq!(ek, ak, "keys at {path}");
+            for (k, v) in e {
+                matches_event(v, &a[k], host, api_id, &format!("{path}.{k}"));
+            }
+        }
+        (Value::String(s), a) if s.starts_with("{{varies:") => {
+            assert!(!a.is_null(), "{path} missing")
+        }
+        (Value::String(s), a) if s == "{{host}}" => assert_eq!(a, host, "{path}"),
+        (Value::String(s), a) if s == "{{api_id}}" => assert_eq!(a, api_id, "{path}"),
+        (e, a) => assert_eq!(e, a, "{path}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_proxy_events_and_responses() {
+    let dir = temp_dir();
+    let events = dir.path().join("events");
+    std::fs::create_dir_all(&events).expect("mkdir");
+    write(
+        dir.path(),
+        "capture.py",
+        r#"
+import json, os
+EV = os.environ["EVENTS_DIR"]
+
+def handler(event, context):
+    rc = event["requestContext"]
+    with open(os.path.join(EV, rc["eventType"] + "-" + rc["connectionId"]), "w") as f:
+        json.dump(event, f)
+    if rc["eventType"] == "CONNECT" and (event.get("queryStringParameters") or {}).get("reject"):
+        return {"statusCode": 401}
+    if event.get("body") == "fail":
+        raise Exception("boom")
+    return {"statusCode": 200, "body": json.dumps(event)}
+"#,
+    );
+    let f = lambda_fn(
+        "capture.handler",
+        dir.path(),
+        json!({"EVENTS_DIR": events.display().to_string()}),
+    );
+    let proxy = json!({"integrationType": "AWS_PROXY", "integrationUri": "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:capture/invocations"});
+    let project = json!({
+        "functions": {"capture": f},
+        "websocketApis": [{
+            "name": "lambdaws", "id": "wslambda01",
+            "routeSelectionExpression": "$request.body.action",
+            "routes": {
+                "$connect": {"integration": proxy},
+                "$disconnect": {"integration": proxy},
+                "$default": {"integration": proxy, "routeResponseSelectionExpression": "$default", "routeResponses": {"$default": {}}},
+                "quiet": {"integration": proxy},
+            },
+            "stages": [{"name": "prod"}],
+        }],
+    });
+    let file = write_json(dir.path(), "turnpike.json", &project);
+    let tp = Turnpike::serve(&file);
+    let url = ws_url(&tp, "wslambda01", "prod");
+
+    assert_eq!(rejected_status(&format!("{url}?reject=1")).await, 401);
+
+    let mut ws = connect(&format!("{url}?token=abc")).await.expect("connect");
+    // The MESSAGE event, compared with the recorded shape (lambda_events.json).
+    let cases: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/conformance/lambda_events.json"
+        ))
+        .expect("read lambda_events.json"),
+    )
+    .expect("json");
+    let ws_cases: Vec<&Value> = cases["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .filter(|c| c["api_kind"] == "WEBSOCKET")
+        .collect();
+    assert!(!ws_cases.is_empty());
+    for case in ws_cases {
+        let msg = case["request"]["websocket_message"]
+            .as_str()
+            .expect("message");
+        ws.send(Message::text(msg)).await.expect("send");
+        let event = next_json(&mut ws).await;
+        matches_event(
+            &case["expected_event"],
+            &event,
+            "127.0.0.1",
+            "wslambda01",
+            "$",
+        );
+        assert_eq!(event["requestContext"]["stage"], "prod");
+        assert_eq!(
+            event["requestContext"]["identity"]["userAgent"],
+            "turnpike-e2e/1"
+        );
+    }
+    // A one-way route runs the function but sends nothing; a failing function answers with
+    // AWS's error frame.
+    ws.send(Message::text(r#"{"action":"quiet"}"#))
+        .await
+        .expect("send");
+    ws.send(Message::text("fail")).await.expect("send");
+    let v = next_json(&mut ws).await;
+    assert_eq!(v["message"], "Internal server error");
+    let id = v["connectionId"].as_str().expect("id").to_string();
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    }))
+    .await
+    .expect("close");
+
+    let read = |kind: &str| -> Option<Value> {
+        let p = events.join(format!("{kind}-{id}"));
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    let disconnect = loop {
+        if let Some(v) = read("DISCONNECT") {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "no DISCONNECT event");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let connect_ev = read("CONNECT").expect("CONNECT event");
+    let rc = &connect_ev["requestContext"];
+    assert_eq!(rc["eventType"], "CONNECT");
+    assert_eq!(rc["routeKey"], "$connect");
+    assert!(rc.get("messageId").is_none());
+    assert!(connect_ev.get("body").is_none());
+    assert_eq!(connect_ev["queryStringParameters"], json!({"token": "abc"}));
+    assert_eq!(
+        connect_ev["multiValueQueryStringParameters"],
+        json!({"token": ["abc"]})
+    );
+    assert!(
+        connect_ev["headers"]["Sec-Websocket-Key"].is_string()
+            || connect_ev["headers"]["Sec-WebSocket-Key"].is_string()
+    );
+    assert_eq!(connect_ev["headers"]["User-Agent"], "turnpike-e2e/1");
+    assert_eq!(connect_ev["isBase64Encoded"], false);
+    let rc = &disconnect["requestContext"];
+    assert_eq!(rc["eventType"], "DISCONNECT");
+    assert_eq!(rc["disconnectStatusCode"], 1000);
+    assert_eq!(rc["disconnectReason"], "bye");
+    assert_eq!(
+        rc["connectedAt"],
+        connect_ev["requestContext"]["connectedAt"]
+    );
+    assert_eq!(disconnect["headers"]["Host"], "127.0.0.1");
+    assert!(disconnect.get("queryStringParameters").is_none());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// examples/chat with its real functions: `sendmessage` broadcasts with boto3's
+/// `apigatewaymanagementapi` client through `@connections`, SigV4-signed (IAM keys configured).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_example_broadcasts_through_connections_with_boto3() {
+    let dir = temp_dir();
+    let conns = dir.path().join("connections");
+    let port = free_port();
+    let functions_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/chat/functions");
+    let env = json!({
+        "CONNECTIONS_DIR": conns.display().to_string(),
+        "CALLBACK_URL": format!("http://127.0.0.1:{port}/dev"),
+        "AWS_ACCESS_KEY_ID": "AKIDCHATEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "chat-secret-key",
+    });
+    let proxy =
+        |f: &str| json!({"integration": {"integrationType": "AWS_PROXY", "integrationUri": f}});
+    let project = json!({
+        "iamAccessKeys": [{"accessKeyId": "AKIDCHATEXAMPLE", "secretAccessKey": "chat-secret-key"}],
+        "functions": {
+            "onconnect": lambda_fn("chat.on_connect", &functions_dir, env.clone()),
+            "ondisconnect": lambda_fn("chat.on_disconnect", &functions_dir, env.clone()),
+            "sendmessage": lambda_fn("chat.send_message", &functions_dir, env.clone()),
+        },
+        "websocketApis": [{
+            "name": "simplechat", "id": "simplechat",
+            "routeSelectionExpression": "$request.body.action",
+            "routes": {"$connect": proxy("onconnect"), "$disconnect": proxy("ondisconnect"), "sendmessage": proxy("sendmessage")},
+            "stages": [{"name": "dev"}],
+        }],
+    });
+    let file = write_json(dir.path(), "turnpike.json", &project);
+    let tp = Turnpike::spawn(&[
+        "serve".into(),
+        file.display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--no-watch".into(),
+    ]);
+    let url = format!("ws://127.0.0.1:{}/dev", tp.port);
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(connect(&url).await.expect("connect"));
+    }
+    let count = || std::fs::read_dir(&conns).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(count(), 3, "onconnect recorded every connection");
+
+    clients[0]
+        .send(Message::text(
+            r#"{"action":"sendmessage","data":"hello, everyone"}"#,
+        ))
+        .await
+        .expect("send");
+    for c in clients.iter_mut() {
+        assert_eq!(next_text(c).await, "hello, everyone");
+    }
+
+    // Unsigned management calls are refused when IAM keys are configured.
+    let id = std::fs::read_dir(&conns)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("a connection");
+    let r = send(
+        client()
+            .post(format!(
+                "http://127.0.0.1:{}/dev/@connections/{id}",
+                tp.port
+            ))
+            .body("x"),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+
+    // A client leaves: ondisconnect forgets it and the next broadcast reaches the others.
+    let mut gone = clients.pop().expect("client");
+    gone.close(None).await.expect("close");
+    let deadline = std::time::Instant::now() + WAIT;
+    while count() != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ondisconnect did not run"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    clients[1]
+        .send(Message::text(r#"{"action":"sendmessage","data":"second"}"#))
+        .await
+        .expect("send");
+    for c in clients.iter_mut() {
+        assert_eq!(next_text(c).await, "second");
+    }
 }

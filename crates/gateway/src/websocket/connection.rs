@@ -100,6 +100,7 @@ pub async fn upgrade(
     let env = WsEnv {
         hub: gw.websockets.clone(),
         upstream: gw.upstream.clone(),
+        functions: gw.functions.clone(),
     };
     let host = crate::pipeline::route::host_of(&req)
         .unwrap_or_default()

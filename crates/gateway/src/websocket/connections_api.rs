@@ -107,6 +107,43 @@ async fn serve(
     if !stage_known {
         return error(403, "ForbiddenException", "Forbidden");
     }
+    let method = req.method().clone();
+    let (parts, body) = req.into_parts();
+    let limit = gw.websockets.settings.max_message_bytes;
+    let body = match crate::pipeline::read_body(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                413,
+                "PayloadTooLargeException",
+                &format!("Message payload must be at most {limit} bytes"),
+            )
+        }
+    };
+    // With IAM keys configured, callers must sign (SigV4, service `execute-api`), as on AWS
+    // where `execute-api:ManageConnections` needs IAM credentials.
+    if !runtime.access.iam.is_empty() {
+        let signed = crate::pipeline::authorizer::sigv4::SignedRequest {
+            method: parts.method.as_str(),
+            raw_path: parts.uri.path(),
+            raw_query: parts.uri.query(),
+            headers: &parts.headers,
+            body: &body,
+            region: &runtime.region,
+            now_secs: crate::context::now_epoch_ms() / 1000,
+        };
+        match crate::pipeline::authorizer::sigv4::verify(&signed, &runtime.access.iam) {
+            Ok(Some(_)) => {}
+            Ok(None) => return error(403, "ForbiddenException", "Missing Authentication Token"),
+            Err(e) => {
+                return error(
+                    403,
+                    "ForbiddenException",
+                    e.message.as_deref().unwrap_or("Forbidden"),
+                )
+            }
+        }
+    }
     let registry = gw.websockets.registry.clone();
     let Some(info) = registry.get(&id).await else {
         return gone();
@@ -114,34 +151,20 @@ async fn serve(
     if info.stage != stage || api.is_some_and(|a| a.id != info.api_id) {
         return error(403, "ForbiddenException", "Forbidden");
     }
-    let method = req.method().clone();
     match method {
-        Method::POST => {
-            let limit = gw.websockets.settings.max_message_bytes;
-            let body = match crate::pipeline::read_body(req.into_body(), limit).await {
-                Ok(b) => b,
-                Err(_) => {
-                    return error(
-                        413,
-                        "PayloadTooLargeException",
-                        &format!("Message payload must be at most {limit} bytes"),
-                    )
-                }
-            };
-            match registry.post(&id, body).await {
-                Ok(()) => {
-                    let mut r = Response::new(Body::empty());
-                    *r.status_mut() = StatusCode::OK;
-                    r
-                }
-                Err(PostError::Gone) => gone(),
-                Err(PostError::LimitExceeded) => error(
-                    429,
-                    "LimitExceededException",
-                    "Rate exceeded: the connection's outbound buffer is full",
-                ),
+        Method::POST => match registry.post(&id, body).await {
+            Ok(()) => {
+                let mut r = Response::new(Body::empty());
+                *r.status_mut() = StatusCode::OK;
+                r
             }
-        }
+            Err(PostError::Gone) => gone(),
+            Err(PostError::LimitExceeded) => error(
+                429,
+                "LimitExceededException",
+                "Rate exceeded: the connection's outbound buffer is full",
+            ),
+        },
         Method::GET => {
             let mut identity = serde_json::Map::new();
             identity.insert("sourceIp".into(), info.source_ip.clone().into());

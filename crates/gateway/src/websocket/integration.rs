@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -19,30 +18,13 @@ use super::{Hub, ParamSource, WsIntegration, WsRoute};
 use crate::body::Body;
 use crate::upstream::Upstream;
 
-/// What a Lambda call returned.
-#[derive(Debug, Clone)]
-pub struct LambdaResult {
-    pub payload: Bytes,
-    /// `X-Amz-Function-Error` was set (the function failed).
-    pub function_error: bool,
-}
-
-/// Invokes Lambda functions for AWS_PROXY integrations (implemented over the Lambda runtime by
-/// the binary, so the data plane does not depend on how functions run).
-pub trait LambdaInvoker: Send + Sync + 'static {
-    fn invoke<'a>(
-        &'a self,
-        function: &'a str,
-        payload: Bytes,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<LambdaResult, String>>;
-}
-
 /// What a WebSocket integration needs from the gateway; cheap to clone into connection tasks.
 #[derive(Clone)]
 pub struct WsEnv {
     pub hub: Arc<Hub>,
     pub upstream: Upstream,
+    /// Functions AWS_PROXY integrations invoke.
+    pub functions: Arc<turnpike_lambda::Functions>,
 }
 
 /// The integration's answer, after response mapping for non-proxy integrations.
@@ -115,19 +97,19 @@ async fn lambda_proxy(
     integ: &WsIntegration,
     ev: &EventCtx<'_>,
 ) -> Result<Outcome, IntegrationError> {
-    let Some(lambda) = env.hub.lambda.as_ref() else {
-        return Err(fail(
-            "no Lambda runtime is configured (functions: in the project file)",
-        ));
-    };
     let function = lambda_function(integ.raw_uri.as_deref().unwrap_or_default());
     let event = events::lambda_event(conn, ev);
     let payload = Bytes::from(event.to_string());
-    let out = lambda
-        .invoke(&function, payload, integ.timeout)
+    let opts = turnpike_lambda::InvokeOptions {
+        caller_timeout: Some(integ.timeout),
+        ..Default::default()
+    };
+    let out = env
+        .functions
+        .invoke(&function, payload, opts)
         .await
-        .map_err(IntegrationError::Failed)?;
-    if out.function_error {
+        .map_err(|e| fail(format!("Lambda invocation of {function} failed: {e}")))?;
+    if out.function_error.is_some() {
         return Err(fail(format!(
             "Lambda function {function} failed: {}",
             String::from_utf8_lossy(&out.payload)

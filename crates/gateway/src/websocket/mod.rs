@@ -74,8 +74,6 @@ pub struct Hub {
     pub registry: Arc<dyn ConnectionRegistry>,
     /// Cancelled when the server shuts down: every connection closes with 1001.
     pub shutdown: CancellationToken,
-    /// Runs AWS_PROXY (Lambda) integrations; `None` answers them with an integration error.
-    pub lambda: Option<Arc<dyn integration::LambdaInvoker>>,
 }
 
 impl Default for Hub {
@@ -84,7 +82,6 @@ impl Default for Hub {
             settings: WsSettings::default(),
             registry: Arc::new(LocalRegistry::default()),
             shutdown: CancellationToken::new(),
-            lambda: None,
         }
     }
 }
