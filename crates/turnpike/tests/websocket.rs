@@ -1140,3 +1140,343 @@ async fn chat_example_broadcasts_through_connections_with_boto3() {
         assert_eq!(next_text(c).await, "second");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// shared/conformance/websocket.json, table-driven
+// ---------------------------------------------------------------------------------------------
+
+fn conf_api(id: &str, rse: &str, routes: Value) -> Value {
+    json!({"name": id, "id": id, "routeSelectionExpression": rse, "routes": routes, "stages": [{"name": "prod"}]})
+}
+
+/// Routes as a case names them: `$connect` accepts, every other key echoes its route key.
+fn conf_routes(names: &Value) -> Value {
+    let mut routes = serde_json::Map::new();
+    for k in names
+        .as_object()
+        .map(|m| m.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        let r = if k == "$connect" {
+            json!({"integration": mock(200, "")})
+        } else {
+            echo_route()
+        };
+        routes.insert(k, r);
+    }
+    routes.insert("whoami".into(), whoami_route());
+    Value::Object(routes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_conformance_cases() {
+    let corpus: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/conformance/websocket.json"
+        ))
+        .expect("read websocket.json"),
+    )
+    .expect("json");
+    let cases = corpus["cases"].as_array().expect("cases").clone();
+    let up = Upstream::start().await;
+    let ctx_vars: Vec<String> = cases
+        .iter()
+        .find(|c| c["kind"] == "context-variables")
+        .and_then(|c| c["expected"]["variables"].as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+
+    // One API per case, all served by one gateway.
+    let mut apis = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let id = format!("wsconf{i:04}");
+        let rse = case["api"]["routeSelectionExpression"]
+            .as_str()
+            .unwrap_or("$request.body.action");
+        let api = match case["kind"].as_str().unwrap_or_default() {
+            "route-selection-evaluation" => {
+                let key = case["expected"]["evaluated_route_key"]
+                    .as_str()
+                    .expect("key");
+                let mut routes = json!({"$default": echo_route(), "whoami": whoami_route()});
+                if !key.starts_with('$') {
+                    routes[key] = echo_route();
+                }
+                conf_api(&id, rse, routes)
+            }
+            "route-dispatch" => conf_api(&id, rse, conf_routes(&case["api"]["routes"])),
+            "connect" => conf_api(
+                &id,
+                rse,
+                json!({
+                    "$connect": {"integration": {"integrationType": "HTTP_PROXY", "integrationMethod": "GET",
+                        "integrationUri": format!("{}/respond-headers?h=Sec-WebSocket-Protocol:myprotocol", up.base())}},
+                    "$default": echo_route(),
+                }),
+            ),
+            "route-response" => {
+                let proxied = json!({"integrationType": "HTTP_PROXY", "integrationUri": format!("{}/route-response-{i}", up.base())});
+                let two_way = json!({"integration": proxied, "routeResponseSelectionExpression": "$default", "routeResponses": {"$default": {}}});
+                apis.push(conf_api(
+                    &format!("wsconf{:04}", 100 + i),
+                    rse,
+                    json!({"$default": {"integration": proxied}, "probe": echo_route()}),
+                ));
+                conf_api(&id, rse, json!({"$default": two_way}))
+            }
+            "context-variables" => {
+                let fields: Vec<String> = ctx_vars
+                    .iter()
+                    .map(|v| format!("\"{v}\":\"$!context.{v}\""))
+                    .collect();
+                let template = format!("{{{}}}", fields.join(","));
+                conf_api(
+                    &id,
+                    rse,
+                    json!({"$default": {
+                        "integration": mock(200, &template),
+                        "routeResponseSelectionExpression": "$default", "routeResponses": {"$default": {}},
+                    }}),
+                )
+            }
+            "connections-api" => conf_api(
+                &id,
+                rse,
+                json!({"$default": echo_route(), "whoami": whoami_route()}),
+            ),
+            other => panic!("case {}: kind {other:?} is not covered", case["id"]),
+        };
+        apis.push(api);
+    }
+    let dir = temp_dir();
+    let file = ws_project(dir.path(), Value::Array(apis));
+    let tp = Turnpike::serve(&file);
+    let http = client();
+    let mut ran = 0;
+
+    for (i, case) in cases.iter().enumerate() {
+        let cid = case["id"].as_str().unwrap_or_default();
+        let id = format!("wsconf{i:04}");
+        // The connections API cases use the `prod` stage the examples name.
+        let url = ws_url(&tp, &id, "prod");
+        let exp = &case["expected"];
+        match case["kind"].as_str().unwrap_or_default() {
+            "route-selection-evaluation" | "route-dispatch" => {
+                let mut ws = connect(&url).await.expect("connect");
+                ws.send(Message::text(case["message"].as_str().expect("message")))
+                    .await
+                    .expect("send");
+                let v = next_json(&mut ws).await;
+                if let Some(key) = exp["evaluated_route_key"].as_str() {
+                    assert_eq!(v["route"], key, "{cid}");
+                } else if let Some(route) = exp["route"].as_str() {
+                    assert_eq!(v["route"], route, "{cid}");
+                } else {
+                    for (k, want) in exp["frame_json_subset"].as_object().expect("subset") {
+                        assert_eq!(&v[k], want, "{cid}");
+                    }
+                    let keys: Vec<&str> = v
+                        .as_object()
+                        .expect("object")
+                        .keys()
+                        .map(String::as_str)
+                        .collect();
+                    let want: Vec<&str> = exp["frame_keys"]
+                        .as_array()
+                        .expect("keys")
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    assert_eq!(keys, want, "{cid}");
+                }
+            }
+            "connect" => {
+                let mut req = url.as_str().into_client_request().expect("request");
+                for (k, v) in case["request"]["headers"].as_object().expect("headers") {
+                    req.headers_mut().insert(
+                        tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
+                            .expect("name"),
+                        v.as_str().expect("value").parse().expect("value"),
+                    );
+                }
+                let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+                    .await
+                    .expect("connect");
+                assert_eq!(
+                    u64::from(resp.status().as_u16()),
+                    exp["http_status"].as_u64().expect("status"),
+                    "{cid}"
+                );
+                for (k, v) in exp["response_headers"].as_object().expect("headers") {
+                    assert_eq!(
+                        resp.headers().get(k.as_str()).and_then(|h| h.to_str().ok()),
+                        v.as_str(),
+                        "{cid}"
+                    );
+                }
+                ws.send(Message::text("x")).await.expect("connected");
+                assert_eq!(next_json(&mut ws).await["route"], "$default", "{cid}");
+            }
+            "route-response" => {
+                // With the $default route response the backend's body comes back...
+                let mut ws = connect(&url).await.expect("connect");
+                ws.send(Message::text("to the backend"))
+                    .await
+                    .expect("send");
+                let v = next_json(&mut ws).await;
+                assert_eq!(v["body"], "to the backend", "{cid}: {v}");
+                // ...without it the route is one-way: the integration runs, nothing is sent.
+                let mut ws = connect(&ws_url(&tp, &format!("wsconf{:04}", 100 + i), "prod"))
+                    .await
+                    .expect("connect");
+                let before = up.requests().len();
+                ws.send(Message::text("one way")).await.expect("send");
+                let deadline = std::time::Instant::now() + WAIT;
+                while up.requests().len() == before {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{cid}: integration not called"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                ws.send(Message::text(r#"{"action":"probe"}"#))
+                    .await
+                    .expect("send");
+                assert_eq!(next_json(&mut ws).await["route"], "probe", "{cid}");
+            }
+            "context-variables" => {
+                let mut ws = connect(&url).await.expect("connect");
+                ws.send(Message::text("hi")).await.expect("send");
+                let v = next_json(&mut ws).await;
+                for var in &ctx_vars {
+                    let s = v[var.as_str()]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{cid}: {var} missing in {v}"));
+                    assert!(!s.contains("$context"), "{cid}: {var} unresolved");
+                }
+                for must in [
+                    "connectionId",
+                    "connectedAt",
+                    "domainName",
+                    "messageId",
+                    "routeKey",
+                    "requestId",
+                    "apiId",
+                    "identity.sourceIp",
+                    "identity.userAgent",
+                    "requestTime",
+                    "requestTimeEpoch",
+                    "stage",
+                ] {
+                    assert!(
+                        v[must].as_str().is_some_and(|s| !s.is_empty()),
+                        "{cid}: {must} empty in {v}"
+                    );
+                }
+                assert_eq!(v["eventType"], "MESSAGE");
+                assert_eq!(v["requestId"], v["extendedRequestId"]);
+                let epoch = v["requestTimeEpoch"].as_str().unwrap_or_default();
+                assert!(
+                    epoch.len() == 13 && epoch.bytes().all(|b| b.is_ascii_digit()),
+                    "{cid}: ms epoch {epoch}"
+                );
+                let t = v["requestTime"].as_str().unwrap_or_default();
+                assert!(
+                    regex_lite(r"^\d\d/XXX/\d{4}:\d\d:\d\d:\d\d +0000$")(&t.replacen(
+                        &t[3..6],
+                        "XXX",
+                        1
+                    )),
+                    "{cid}: {t}"
+                );
+            }
+            "connections-api" => {
+                let mut ws = connect(&url).await.expect("connect");
+                let conn = whoami(&mut ws).await;
+                let req = &case["request"];
+                if let Some(base) = exp["callback_base_url"].as_str() {
+                    // https://{domainName}/{stage}: here http and the listener's port.
+                    assert_eq!(base, "https://{domainName}/{stage}");
+                    ws.send(Message::text(r#"{"action":"whoami"}"#))
+                        .await
+                        .expect("send");
+                    let who = next_json(&mut ws).await;
+                    let cb = format!(
+                        "http://{}:{}/{}",
+                        who["domainName"].as_str().expect("d"),
+                        tp.port,
+                        who["stage"].as_str().expect("s")
+                    );
+                    let r = send(
+                        http.post(format!("{cb}/@connections/{conn}"))
+                            .body("via callback"),
+                    )
+                    .await;
+                    assert_eq!(r.status, 200, "{cid}");
+                    assert_eq!(next_text(&mut ws).await, "via callback");
+                } else {
+                    let path = req["path"].as_str().expect("path");
+                    let path = if path.contains("{connectionId}") {
+                        path.replace("{stage}", "prod")
+                            .replace("{connectionId}", &conn)
+                    } else {
+                        // A literal example id: substitute ours, encoded the same way.
+                        let (prefix, _) = path.rsplit_once('/').expect("id");
+                        format!("{prefix}/{}", conn.replace('=', "%3D"))
+                    };
+                    let body = match &req["body"] {
+                        Value::String(s) => s.clone(),
+                        Value::Object(o) => o["$repeat"]
+                            .as_str()
+                            .expect("repeat")
+                            .repeat(o["times"].as_u64().expect("times") as usize),
+                        _ => String::new(),
+                    };
+                    let url = format!("http://127.0.0.1:{}/_aws/execute-api/{id}{path}", tp.port);
+                    let method = reqwest::Method::from_bytes(
+                        req["method"].as_str().expect("method").as_bytes(),
+                    )
+                    .expect("method");
+                    let r = send(http.request(method, &url).body(body.clone())).await;
+                    assert_eq!(
+                        u64::from(r.status),
+                        exp["status"].as_u64().expect("status"),
+                        "{cid}"
+                    );
+                    if let Some(t) = exp["error_type"].as_str() {
+                        assert_eq!(r.header("x-amzn-errortype"), Some(t), "{cid}");
+                    }
+                    if let Some(keys) = exp["body_keys"].as_array() {
+                        for k in keys {
+                            assert!(r.json().get(k.as_str().expect("key")).is_some(), "{cid}");
+                        }
+                    }
+                    if let Some(shape) = exp["body_json"].as_object() {
+                        let v = r.json();
+                        let mut want: Vec<&String> = shape.keys().collect();
+                        let mut got: Vec<&String> = v.as_object().expect("object").keys().collect();
+                        want.sort();
+                        got.sort();
+                        assert_eq!(want, got, "{cid}");
+                        assert!(
+                            v["identity"]["sourceIp"].is_string()
+                                && v["identity"]["userAgent"].is_string(),
+                            "{cid}"
+                        );
+                    }
+                    if exp["status"] == 200 && req["method"] == "POST" {
+                        assert_eq!(next_text(&mut ws).await, body, "{cid}");
+                    }
+                }
+            }
+            other => panic!("{cid}: kind {other:?}"),
+        }
+        ran += 1;
+    }
+    assert_eq!(ran, cases.len());
+}
