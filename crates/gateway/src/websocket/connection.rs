@@ -201,7 +201,7 @@ fn ending(code: u16, reason: &str, send_close: bool) -> Ending {
 async fn serve(env: WsEnv, conn: Arc<ConnCtx>, upgraded: hyper::upgrade::Upgraded) {
     let s = env.hub.settings.clone();
     let mut config = WebSocketConfig::default();
-    config.read_buffer_size = 4096;
+    config.read_buffer_size = 1024;
     config.write_buffer_size = 0;
     config.max_frame_size = Some(s.max_frame_bytes);
     config.max_message_size = Some(s.max_message_bytes);
