@@ -535,6 +535,25 @@ pub(crate) fn check_references(cx: &mut Ctx<'_>, project: &crate::Project) {
                 None => project.apis.first(),
                 Some(id) => project.apis.iter().find(|a| &a.definition.api.id == id),
             };
+            // A WebSocket API's stage (its routes have no method throttles to check).
+            let ws = st.api.as_ref().and_then(|id| {
+                project
+                    .websocket_apis
+                    .iter()
+                    .find(|w| &w.definition.api.api_id == id)
+            });
+            if let (None, Some(ws)) = (api, ws) {
+                if !ws.stages.iter().any(|s| s.stage_name == st.stage) {
+                    cx.error(
+                        &sp,
+                        format!(
+                            "Invalid API Stage {{api: {}, stage: {}}} specified for usageplan {}",
+                            ws.definition.api.api_id, st.stage, plan.name
+                        ),
+                    );
+                }
+                continue;
+            }
             let Some(api) = api else {
                 cx.error(
                     &sp,

@@ -1480,3 +1480,109 @@ async fn websocket_conformance_cases() {
     }
     assert_eq!(ran, cases.len());
 }
+
+/// `$connect` with a Lambda REQUEST authorizer (real function) and a required API key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_authorizer_and_api_key() {
+    let dir = temp_dir();
+    write(
+        dir.path(),
+        "auth.py",
+        r#"
+def handler(event, context):
+    tok = event["headers"].get("Auth", "")
+    if tok == "boom":
+        raise Exception("boom")
+    effect = "Deny" if tok == "deny" else "Allow"
+    assert event["type"] == "REQUEST" and event["methodArn"].endswith("/prod/$connect")
+    return {
+        "principalId": "user-" + tok,
+        "policyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Action": "execute-api:Invoke", "Effect": effect, "Resource": event["methodArn"]}]},
+        "context": {"role": "admin"},
+    }
+"#,
+    );
+    let project = json!({
+        "functions": {"auth": lambda_fn("auth.handler", dir.path(), json!({}))},
+        "apiKeys": [{"name": "alice", "value": "alice-key-0123456789abcdefghij"}, {"name": "bob", "value": "bob-key-0123456789abcdefghijkl"}],
+        "usagePlans": [
+            {"name": "ws", "apiStages": [{"api": "wsauthapi1", "stage": "prod"}], "keys": ["alice"]},
+        ],
+        "websocketApis": [{
+            "name": "authws", "id": "wsauthapi1",
+            "routeSelectionExpression": "$request.body.action",
+            "authorizers": {"lambda": {"authorizerType": "REQUEST", "authorizerUri": "auth", "identitySource": ["route.request.header.Auth"]}},
+            "routes": {
+                "$connect": {"integration": mock(200, ""), "authorizer": "lambda", "apiKeyRequired": true},
+                "$default": {
+                    "integration": mock(200, r#"{"principal":"$context.authorizer.principalId","role":"$context.authorizer.role","key":"$context.identity.apiKey"}"#),
+                    "routeResponseSelectionExpression": "$default", "routeResponses": {"$default": {}},
+                },
+            },
+            "stages": [{"name": "prod"}],
+        }],
+    });
+    let file = write_json(dir.path(), "turnpike.json", &project);
+    let tp = Turnpike::serve(&file);
+    let url = ws_url(&tp, "wsauthapi1", "prod");
+    let status_with = |headers: Vec<(&'static str, &'static str)>| {
+        let url = url.clone();
+        async move {
+            let mut req = url.as_str().into_client_request().expect("request");
+            for (k, v) in headers {
+                req.headers_mut().insert(k, v.parse().expect("value"));
+            }
+            match tokio_tungstenite::connect_async(req).await {
+                Ok((ws, r)) => (r.status().as_u16(), Some(ws)),
+                Err(WsError::Http(r)) => (r.status().as_u16(), None),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    let key = ("x-api-key", "alice-key-0123456789abcdefghij");
+    assert_eq!(
+        status_with(vec![key]).await.0,
+        401,
+        "identity source missing"
+    );
+    assert_eq!(
+        status_with(vec![("auth", "deny"), key]).await.0,
+        403,
+        "policy denies"
+    );
+    assert_eq!(
+        status_with(vec![("auth", "boom"), key]).await.0,
+        500,
+        "authorizer fails"
+    );
+    assert_eq!(status_with(vec![("auth", "ok")]).await.0, 403, "no API key");
+    assert_eq!(
+        status_with(vec![
+            ("auth", "ok"),
+            ("x-api-key", "wrong-key-0123456789abcdefghij")
+        ])
+        .await
+        .0,
+        403,
+        "unknown key"
+    );
+    assert_eq!(
+        status_with(vec![
+            ("auth", "ok"),
+            ("x-api-key", "bob-key-0123456789abcdefghijkl")
+        ])
+        .await
+        .0,
+        403,
+        "key in no plan of the stage"
+    );
+    let (status, ws) = status_with(vec![("auth", "ok"), key]).await;
+    assert_eq!(status, 101);
+    let mut ws = ws.expect("connected");
+    ws.send(Message::text("hi")).await.expect("send");
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"principal": "user-ok", "role": "admin", "key": "alice-key-0123456789abcdefghij"})
+    );
+}

@@ -110,7 +110,7 @@ pub async fn upgrade(
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let conn = ConnCtx {
+    let mut conn = ConnCtx {
         connection_id: new_connection_id(),
         api: api.clone(),
         stage,
@@ -129,12 +129,34 @@ pub async fn upgrade(
     let query = crate::pipeline::route::parse_query(req.uri().query());
     let mut subprotocol = None;
     if let Some(route) = api.routes.get("$connect") {
-        if route.api_key_required && conn.api_key.as_deref().is_none_or(str::is_empty) {
-            return plain(403, "{\"message\":\"Forbidden\"}");
-        }
         let mut ev = EventCtx::new(EventType::Connect, "$connect");
         ev.headers = Some(req.headers());
         ev.query = Some(&query);
+        // Authorizer first, then the API key (AWS's order).
+        let mut usage_key = None;
+        if let Some(a) = &route.authorizer {
+            match super::access::authorize(&env, runtime, &conn, a, &ev).await {
+                Ok(g) => {
+                    conn.authorizer = Some(g.authorizer);
+                    usage_key = g.usage_identifier_key;
+                }
+                Err(r) => return plain(r.status, r.body),
+            }
+        }
+        if route.api_key_required {
+            let value = if api.api_key_selection.as_deref()
+                == Some("$context.authorizer.usageIdentifierKey")
+            {
+                usage_key.as_deref()
+            } else {
+                conn.api_key.as_deref()
+            };
+            if let Err(r) =
+                super::access::check_api_key(gw, runtime, &api.id, stage_name, value).await
+            {
+                return plain(r.status, r.body);
+            }
+        }
         match integration::run(&env, &conn, route, &ev).await {
             Ok(out) if (200..300).contains(&out.status) => {
                 subprotocol = out

@@ -8,6 +8,7 @@
 //! * [`connections_api`] serves `POST`/`GET`/`DELETE /{stage}/@connections/{id}`.
 //! * [`registry`] is where live connections are found ([`ConnectionRegistry`]).
 
+pub mod access;
 pub mod connection;
 pub mod connections_api;
 pub mod events;
