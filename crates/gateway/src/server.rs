@@ -94,8 +94,13 @@ pub async fn serve(
     drop(listener);
     // WebSocket connections close with 1001 (Going Away) and run `$disconnect`.
     gateway.websockets.shutdown.cancel();
+    let ws = gateway.websockets.clone();
+    let drained = async move {
+        graceful.shutdown().await;
+        ws.drained().await;
+    };
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = drained => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(opts.drain_timeout) => tracing::warn!("drain timeout reached; closing remaining connections"),
     }
 }

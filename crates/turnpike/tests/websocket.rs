@@ -1586,3 +1586,35 @@ def handler(event, context):
         json!({"principal": "user-ok", "role": "admin", "key": "alice-key-0123456789abcdefghij"})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_duration_and_shutdown_close_with_going_away() {
+    let up = Upstream::start().await;
+    let dir = temp_dir();
+    let file = ws_project(dir.path(), json!([lifecycle_api(&up.base())]));
+    let mut tp = Turnpike::serve_with(&file, &["--no-watch", "--ws-max-duration", "2"]);
+    let url = ws_url(&tp, "wslifecyc1", "prod");
+
+    // Busy or not, a connection ends at the maximum duration (2 s here).
+    let mut ws = connect(&url).await.expect("connect");
+    let id = whoami(&mut ws).await;
+    let closed = loop {
+        ws.send(Message::text(r#"{"action":"join"}"#)).await.ok();
+        match tokio::time::timeout(WAIT, ws.next()).await.expect("frame") {
+            Some(Ok(Message::Close(Some(f)))) => break u16::from(f.code),
+            Some(Ok(_)) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(closed, 1001);
+    assert_eq!(wait_disconnect(&up, &id).await["code"], "1001");
+
+    // SIGTERM: open connections are closed with 1001 and `$disconnect` runs before exit.
+    let mut ws = connect(&url).await.expect("connect");
+    let id = whoami(&mut ws).await;
+    tp.sigterm();
+    assert_eq!(close_code(&mut ws).await.0, 1001);
+    let status = tp.wait_exit(WAIT).expect("exited");
+    assert!(status.success());
+    assert_eq!(wait_disconnect(&up, &id).await["code"], "1001");
+}

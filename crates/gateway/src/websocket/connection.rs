@@ -177,13 +177,16 @@ pub async fn upgrade(
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let conn = Arc::new(conn);
+    env.hub.active.fetch_add(1, Ordering::SeqCst);
     tokio::spawn(async move {
+        let hub = env.hub.clone();
         match on_upgrade.await {
             Ok(upgraded) => serve(env, conn, upgraded).await,
             Err(e) => {
                 tracing::debug!(error = %e, "WebSocket upgrade failed");
             }
         }
+        hub.active.fetch_sub(1, Ordering::SeqCst);
     });
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -75,6 +75,17 @@ pub struct Hub {
     pub registry: Arc<dyn ConnectionRegistry>,
     /// Cancelled when the server shuts down: every connection closes with 1001.
     pub shutdown: CancellationToken,
+    /// Connection tasks still running (until their `$disconnect` has run).
+    pub active: std::sync::atomic::AtomicUsize,
+}
+
+impl Hub {
+    /// Resolves once every connection task has finished (after [`Hub::shutdown`]).
+    pub async fn drained(&self) {
+        while self.active.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 impl Default for Hub {
@@ -83,6 +94,7 @@ impl Default for Hub {
             settings: WsSettings::default(),
             registry: Arc::new(LocalRegistry::default()),
             shutdown: CancellationToken::new(),
+            active: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }
