@@ -74,10 +74,11 @@ pub fn validate(file: &Path, stage: Option<String>) -> anyhow::Result<ExitCode> 
                 .map(|r| r.resource_methods.len())
                 .sum();
             println!(
-                "{}: OK ({} API(s), {} method(s), {} warning(s))",
+                "{}: OK ({} API(s), {} method(s), {} WebSocket API(s), {} warning(s))",
                 file.display(),
                 project.apis.len(),
                 methods,
+                project.websocket_apis.len(),
                 project.warnings.len()
             );
             Ok(ExitCode::SUCCESS)
