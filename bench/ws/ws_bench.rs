@@ -59,7 +59,13 @@ async fn main() {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/turnpike").to_string()
     });
     let mut child = Command::new(&bin)
-        .args(["serve", &project.display().to_string(), "--listen", "127.0.0.1:0", "--no-watch"])
+        .args([
+            "serve",
+            &project.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--no-watch",
+        ])
         .env("TURNPIKE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -71,7 +77,11 @@ async fn main() {
     let port: u16 = loop {
         let line = lines.next().expect("turnpike exited").expect("read");
         if let Some(rest) = line.strip_prefix("turnpike listening on http://") {
-            break rest.rsplit(':').next().and_then(|p| p.trim().parse().ok()).expect("port");
+            break rest
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.trim().parse().ok())
+                .expect("port");
         }
     };
     std::thread::spawn(move || for _ in lines {});
@@ -92,7 +102,10 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let _p = sem.acquire().await.expect("sem");
             for _ in 0..5 {
-                if let Ok((ws, _)) = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false).await {
+                if let Ok((ws, _)) =
+                    tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false)
+                        .await
+                {
                     return Some(ws);
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -109,7 +122,11 @@ async fn main() {
     let connect_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = rss_kb(pid);
-    println!("connections open: {} of {n} in {connect_secs:.1}s ({:.0}/s)", conns.len(), conns.len() as f64 / connect_secs);
+    println!(
+        "connections open: {} of {n} in {connect_secs:.1}s ({:.0}/s)",
+        conns.len(),
+        conns.len() as f64 / connect_secs
+    );
     println!("turnpike RSS: {:.1} MB at start, {:.1} MB with {} idle connections ({:.1} KB per connection)",
         base_rss as f64 / 1024.0, idle_rss as f64 / 1024.0, conns.len(),
         (idle_rss.saturating_sub(base_rss)) as f64 / conns.len().max(1) as f64);
@@ -119,7 +136,9 @@ async fn main() {
     let received = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
     for mut ws in conns.drain(..receivers) {
-        ws.send(Message::text(r#"{"action":"whoami"}"#)).await.expect("send");
+        ws.send(Message::text(r#"{"action":"whoami"}"#))
+            .await
+            .expect("send");
         let id = loop {
             match ws.next().await {
                 Some(Ok(Message::Text(t))) => break t.as_str().to_string(),
@@ -149,7 +168,8 @@ async fn main() {
     let mut posters = Vec::new();
     let workers = 64;
     for w in 0..workers {
-        let (client, ids, posted, errors) = (client.clone(), ids.clone(), posted.clone(), errors.clone());
+        let (client, ids, posted, errors) =
+            (client.clone(), ids.clone(), posted.clone(), errors.clone());
         posters.push(tokio::spawn(async move {
             let mut i = w;
             while i < ids.len() * rounds {
@@ -176,7 +196,9 @@ async fn main() {
     }
     let post_secs = started.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while received.load(Ordering::Relaxed) < posted.load(Ordering::Relaxed) && Instant::now() < deadline {
+    while received.load(Ordering::Relaxed) < posted.load(Ordering::Relaxed)
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let secs = started.elapsed().as_secs_f64();
@@ -184,7 +206,10 @@ async fn main() {
     println!("broadcast: {total} POSTs to {} connections ({rounds} rounds, 64 concurrent HTTP/1.1 clients): {} accepted, {} refused",
         ids.len(), posted.load(Ordering::Relaxed), errors.load(Ordering::Relaxed));
     println!("broadcast: {got} messages delivered in {secs:.2}s = {:.0} messages/s (POSTs answered in {post_secs:.2}s)", got as f64 / secs);
-    println!("turnpike RSS after broadcast: {:.1} MB", rss_kb(pid) as f64 / 1024.0);
+    println!(
+        "turnpike RSS after broadcast: {:.1} MB",
+        rss_kb(pid) as f64 / 1024.0
+    );
     for r in readers {
         r.abort();
     }

@@ -88,8 +88,8 @@ pub(crate) fn read_text(path: &Path) -> Result<String, String> {
     })
 }
 
-/// Loads FILE: either a project file (top-level `apis:` key) or a bare OpenAPI/Swagger
-/// definition. `Ok` carries warnings inside `Project::warnings`; `Err` carries every error found
+/// Loads FILE: either a project file (top-level `apis:` or `websocketApis:` key) or a bare
+/// OpenAPI/Swagger definition. `Ok` carries warnings inside `Project::warnings`; `Err` carries every error found
 /// (and the warnings), never just the first.
 pub fn load_project(path: &Path, opts: &LoadOptions) -> Result<Project, LoadError> {
     let fail = |d: Diagnostic| LoadError {
