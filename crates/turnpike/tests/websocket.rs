@@ -710,7 +710,17 @@ async fn bad_input_is_closed_and_the_server_keeps_serving() {
     let up = Upstream::start().await;
     let dir = temp_dir();
     let file = ws_project(dir.path(), json!([lifecycle_api(&up.base())]));
-    let tp = Turnpike::serve(&file);
+    // Short timers so the half-open connections below are reaped within the test.
+    let tp = Turnpike::serve_with(
+        &file,
+        &[
+            "--no-watch",
+            "--header-timeout",
+            "1",
+            "--ws-idle-timeout",
+            "3",
+        ],
+    );
     let url = ws_url(&tp, "wslifecyc1", "prod");
 
     // Invalid UTF-8 in a text frame: 1007.
@@ -794,7 +804,28 @@ async fn bad_input_is_closed_and_the_server_keeps_serving() {
         .await
         .expect("send");
     assert_eq!(next_json(&mut ws).await["route"], "join");
-    drop((stalled, half));
+    // The half-open connections are closed by the server: the unfinished handshake by the
+    // header timeout, the stalled frame by the idle timeout (after a 1001 close frame).
+    for (name, mut conn) in [("handshake", stalled), ("frame", half)] {
+        let mut seen = Vec::new();
+        let eof = tokio::time::timeout(WAIT, async {
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        assert!(
+            eof.is_ok(),
+            "{name}: the server kept a half-open connection"
+        );
+        if name == "frame" {
+            let close = seen.windows(2).position(|w| w[0] == 0x88);
+            assert!(close.is_some(), "frame: no close frame in {seen:?}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
