@@ -166,7 +166,13 @@ pub async fn upgrade(
             }
             Ok(out) => {
                 tracing::debug!(connection_id = %conn.connection_id, status = out.status, "$connect rejected the connection");
-                return plain(out.status, "");
+                // A status that cannot answer a handshake (1xx, out of range) is a failure.
+                let status = if (200..=599).contains(&out.status) {
+                    out.status
+                } else {
+                    500
+                };
+                return plain(status, "");
             }
             Err(e) => {
                 tracing::warn!(connection_id = %conn.connection_id, error = %e, "$connect integration failed");
@@ -331,7 +337,7 @@ async fn run(
             }
             Some(done) = inflight.join_next(), if !inflight.is_empty() => {
                 if let Ok(Some(frame)) = done {
-                    if client_close.is_none() && ws.send(Message::text(frame)).await.is_err() {
+                    if client_close.is_none() && !send(ws, Message::text(frame)).await {
                         break ending(1006, "Connection closed abnormally", false);
                     }
                 }
@@ -346,7 +352,7 @@ async fn run(
                         Ok(t) => Message::text(t),
                         Err(_) => Message::binary(data),
                     };
-                    if ws.send(msg).await.is_err() {
+                    if !send(ws, msg).await {
                         break ending(1006, "Connection closed abnormally", false);
                     }
                 }
@@ -360,6 +366,17 @@ async fn run(
     // Messages being integrated keep running; their replies have nowhere to go.
     inflight.detach_all();
     end
+}
+
+/// How long a write may wait for a client that does not read (or vanished without a FIN).
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends one message; `false` when the connection is unusable (error or stuck writes).
+async fn send(ws: &mut Ws, msg: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, ws.send(msg)).await,
+        Ok(Ok(()))
+    )
 }
 
 fn error_frame(message: &str, conn: &ConnCtx, request_id: &str) -> String {
