@@ -48,6 +48,8 @@ Environment (all optional):
   PERF_ARGS          extra `perf record` args (e.g. "--call-graph dwarf")
   BENCH_PATH         request path (default /hello)
   UPSTREAM_PORT, NGINX_PORT, NGINX2_PORT, TURNPIKE_PORT, TURNPIKE_T2_PORT
+  ACCOUNT_THROTTLE   account throttle written into the generated project file (default 1e9:
+                     AWS's default 10,000 rps would answer 429 to the load)
   RESULTS_DIR        default bench/results/<UTC stamp>/ (bench/results/latest links to it)
 """
 import argparse
@@ -172,9 +174,12 @@ def openapi_definition(upstream):
 
 
 def write_turnpike_project(run, upstream):
-    """The generated definition plus a project file serving it as stage `bench`. The project file
-    raises the account throttle: AWS's default (10,000 rps, burst 5,000), which Turnpike
-    emulates, would answer 429 to a load test. The throttle check itself still runs per request."""
+    """The generated definition plus a project file serving it as stage `bench`, in a directory
+    of their own (each instance keeps its state in `.turnpike/` beside its project file, and two
+    instances cannot share it). The project file raises the account throttle: AWS's default
+    (10,000 rps, burst 5,000), which Turnpike emulates, would answer 429 to a load test. The
+    throttle check itself still runs per request."""
+    os.makedirs(run, exist_ok=True)
     definition = os.path.join(run, "turnpike-proxy.json")
     with open(definition, "w") as f:
         json.dump(openapi_definition(upstream), f, indent=2)
@@ -207,7 +212,7 @@ def make_server(t, run, binary):
                 f.write(text)
         return B.Server(t, ["nginx", "-p", run, "-c", conf], cpus=PROXY_CPU)
     if t.startswith("turnpike"):
-        project = write_turnpike_project(run, up)
+        project = write_turnpike_project(os.path.join(run, t), up)
         threads = "2" if t == "turnpike-t2" else os.environ.get("TURNPIKE_THREADS", "1")
         env = {"TOKIO_WORKER_THREADS": threads, "TURNPIKE_LOG": os.environ.get("TURNPIKE_LOG", "warn")}
         if t == "turnpike-jemalloc":  # experiment: same binary, glibc malloc replaced by jemalloc
@@ -222,7 +227,7 @@ def make_server(t, run, binary):
 def freeze(binary, run):
     """A private hard link (else a copy) of the binary, so that a rebuild in a shared target dir
     cannot swap it between targets or reps; removed at the end unless KEEP_BIN=1."""
-    dst = os.path.join(run, "turnpike")
+    dst = os.path.join(run, "turnpike-bin")
     try:
         os.link(binary, dst)
     except OSError:
