@@ -80,9 +80,14 @@ impl Resource {
 
 #[derive(Debug)]
 pub struct MethodRuntime {
+    /// Position among the API's methods; indexes per-stage tables such as
+    /// [`StageRuntime::method_throttle`].
+    pub index: usize,
     pub http_method: String,
     pub resource_id: String,
     pub resource_path: String,
+    /// `{resourcePath}/{METHOD}`: the key of stage method settings and usage-plan throttles.
+    pub setting_key: String,
     pub model: Method,
     pub integration: IntegrationRuntime,
 }
@@ -127,6 +132,18 @@ pub struct StageRuntime {
     pub variables: serde_json::Map<String, serde_json::Value>,
     pub access_log: Option<Arc<AccessLog>>,
     pub model: Stage,
+    /// Per method (by [`MethodRuntime::index`]): the stage's throttle for it, resolved from
+    /// `methodSettings` at deploy time so requests only look it up.
+    pub method_throttle: Vec<Option<MethodThrottle>>,
+}
+
+/// A stage/method throttle; unset values fall back to the account limit at request time.
+#[derive(Debug, Clone)]
+pub struct MethodThrottle {
+    /// The limiter bucket: `method:{api}/{stage}{resourcePath}/{METHOD}`.
+    pub bucket: String,
+    pub rate: Option<f64>,
+    pub burst: Option<u32>,
 }
 
 /// An integration URI with `{var}` path placeholders and `${stageVariables.x}` references.
@@ -288,6 +305,7 @@ fn compile_api(
     };
     let mut router = Router::default();
     let mut resources = Vec::new();
+    let mut all_methods: Vec<Arc<MethodRuntime>> = Vec::new();
     for res in &def.resources {
         let mut methods = Vec::new();
         let mut any = None;
@@ -299,12 +317,15 @@ fn compile_api(
             };
             let integration = compile_integration(integration, &pointer, &mut d);
             let rt = Arc::new(MethodRuntime {
+                index: all_methods.len(),
                 http_method: name.clone(),
                 resource_id: res.id.clone(),
                 resource_path: res.path.clone(),
+                setting_key: turnpike_model::rest::method_setting_key(&res.path, name),
                 model: m.clone(),
                 integration,
             });
+            all_methods.push(rt.clone());
             if name == "ANY" {
                 any = Some(rt);
             } else {
@@ -360,6 +381,21 @@ fn compile_api(
                 variables,
                 access_log,
                 model: stage.clone(),
+                method_throttle: all_methods
+                    .iter()
+                    .map(|m| {
+                        let s = stage.effective_method_setting(&m.resource_path, &m.http_method);
+                        (s.throttling_rate_limit.is_some() || s.throttling_burst_limit.is_some())
+                            .then(|| MethodThrottle {
+                                bucket: format!(
+                                    "method:{}/{}{}",
+                                    def.api.id, stage.stage_name, m.setting_key
+                                ),
+                                rate: s.throttling_rate_limit,
+                                burst: s.throttling_burst_limit,
+                            })
+                    })
+                    .collect(),
             }),
         );
     }

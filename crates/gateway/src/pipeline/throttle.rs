@@ -19,16 +19,17 @@ pub fn check(gw: &Gateway, inv: &Invocation, key: Option<&KeyUse>) -> Result<(),
     let runtime = gw.runtime();
     let access = gw.access();
     let limiter = &access.limiter;
-    let method_key = format!("{}/{}", inv.method.resource_path, inv.method.http_method);
-    let stage_id = format!("{}/{}", inv.api.id, inv.stage.name);
     if let Some(k) = key {
         let per_method = k
             .plan
             .stage(&inv.api.id, &inv.stage.name)
-            .and_then(|m| m.get(&method_key));
+            .and_then(|m| m.get(&inv.method.setting_key));
         let scoped = match (per_method, k.plan.throttle) {
             (Some(l), _) => Some((
-                format!("plan:{}:{}:{stage_id}{method_key}", k.plan.name, k.key_id),
+                format!(
+                    "plan:{}:{}:{}/{}{}",
+                    k.plan.name, k.key_id, inv.api.id, inv.stage.name, inv.method.setting_key
+                ),
                 *l,
             )),
             (None, Some(l)) => Some((format!("plan:{}:{}", k.plan.name, k.key_id), l)),
@@ -40,20 +41,17 @@ pub fn check(gw: &Gateway, inv: &Invocation, key: Option<&KeyUse>) -> Result<(),
             }
         }
     }
-    let setting = inv
+    if let Some(t) = inv
         .stage
-        .model
-        .effective_method_setting(&inv.method.resource_path, &inv.method.http_method);
-    if setting.throttling_rate_limit.is_some() || setting.throttling_burst_limit.is_some() {
+        .method_throttle
+        .get(inv.method.index)
+        .and_then(Option::as_ref)
+    {
         let l = Limit {
-            rate: setting
-                .throttling_rate_limit
-                .unwrap_or(runtime.access.account.rate),
-            burst: setting
-                .throttling_burst_limit
-                .unwrap_or(runtime.access.account.burst),
+            rate: t.rate.unwrap_or(runtime.access.account.rate),
+            burst: t.burst.unwrap_or(runtime.access.account.burst),
         };
-        if !limiter.try_acquire(&format!("method:{stage_id}{method_key}"), l) {
+        if !limiter.try_acquire(&t.bucket, l) {
             return Err(throttled().with_detail("stage/method throttle"));
         }
     }

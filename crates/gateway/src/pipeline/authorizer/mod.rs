@@ -183,15 +183,19 @@ pub async fn authorize(
     region: &str,
     body: Option<&Bytes>,
 ) -> Result<Option<Arc<AuthResult>>, GatewayError> {
-    let arn = method_arn(region, inv);
+    let kind = inv.method.model.authorization_type;
     let policy = inv.api.policy.clone();
+    if policy.is_none() && kind == AuthorizationType::None {
+        // Nothing to evaluate: skip building the method ARN on the common path.
+        return Ok(None);
+    }
+    let arn = method_arn(region, inv);
     // Pre-auth: an explicit Deny for this request rejects it before any authorizer runs.
     if let Some(p) = &policy {
         if p.evaluate(&facts(inv, &arn, None)) == Decision::Deny {
             return Err(access_denied(None, &arn, true));
         }
     }
-    let kind = inv.method.model.authorization_type;
     let result = match kind {
         AuthorizationType::None => None,
         AuthorizationType::AwsIam => {
@@ -264,7 +268,7 @@ pub async fn authorize(
         }
         AuthorizationType::Custom => {
             return Err(configuration_error(
-                "Lambda authorizers need the Lambda runtime, which this build does not provide",
+                "Lambda (CUSTOM) authorizers are not emulated yet",
             ));
         }
     };
