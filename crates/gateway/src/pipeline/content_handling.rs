@@ -28,6 +28,16 @@ pub fn is_binary(binary_media_types: &[String], media_type: &str) -> bool {
     })
 }
 
+/// Whether a payload with these headers is binary: its Content-Type is a binary media type.
+pub fn is_binary_payload(binary_media_types: &[String], headers: &http::HeaderMap) -> bool {
+    let media_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(super::integration_request::media_type)
+        .unwrap_or_default();
+    is_binary(binary_media_types, &media_type)
+}
+
 pub fn base64_encode(bytes: &[u8]) -> Bytes {
     Bytes::from(B64.encode(bytes))
 }

@@ -49,6 +49,20 @@ pub struct Invocation {
 }
 
 impl Invocation {
+    /// Adds `X-Amzn-Trace-Id` to a successful integration response (AWS does this for HTTP,
+    /// AWS and AWS_PROXY integrations, not for MOCK or HTTP_PROXY).
+    pub fn add_trace_header(&self, resp: &mut Response<Body>) {
+        if let Some(t) = self
+            .ctx
+            .trace_id
+            .as_deref()
+            .and_then(|t| http::HeaderValue::from_str(t).ok())
+        {
+            resp.headers_mut()
+                .insert(http::HeaderName::from_static("x-amzn-trace-id"), t);
+        }
+    }
+
     pub fn failed_request(&self) -> FailedRequest<'_> {
         FailedRequest {
             ctx: &self.ctx,

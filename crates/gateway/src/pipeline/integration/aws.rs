@@ -255,13 +255,7 @@ pub async fn invoke(
             )))
         }
     };
-    let backend_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(integration_request::media_type)
-        .unwrap_or_default();
-    let binary = content_handling::is_binary(&inv.api.binary_media_types, &backend_type);
+    let binary = content_handling::is_binary_payload(&inv.api.binary_media_types, &parts.headers);
     integration_response::respond(
         inv,
         IntegrationOutput {

@@ -380,13 +380,7 @@ pub async fn invoke(
             )))
         }
     };
-    let backend_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(integration_request::media_type)
-        .unwrap_or_default();
-    let binary = content_handling::is_binary(&inv.api.binary_media_types, &backend_type);
+    let binary = content_handling::is_binary_payload(&inv.api.binary_media_types, &parts.headers);
     let mut resp = integration_response::respond(
         inv,
         IntegrationOutput {
@@ -396,14 +390,6 @@ pub async fn invoke(
             binary,
         },
     )?;
-    if let Some(t) = inv
-        .ctx
-        .trace_id
-        .as_deref()
-        .and_then(|t| HeaderValue::from_str(t).ok())
-    {
-        resp.headers_mut()
-            .insert(HeaderName::from_static("x-amzn-trace-id"), t);
-    }
+    inv.add_trace_header(&mut resp);
     Ok(resp)
 }

@@ -173,15 +173,7 @@ pub async fn proxy(
     let accept_binary = first_accept(&inv.parts.headers)
         .is_some_and(|a| content_handling::is_binary(&inv.api.binary_media_types, &a));
     let mut resp = converted.into_response(accept_binary)?;
-    if let Some(t) = inv
-        .ctx
-        .trace_id
-        .as_deref()
-        .and_then(|t| HeaderValue::from_str(t).ok())
-    {
-        resp.headers_mut()
-            .insert(HeaderName::from_static("x-amzn-trace-id"), t);
-    }
+    inv.add_trace_header(&mut resp);
     Ok(resp)
 }
 
@@ -230,15 +222,7 @@ pub async fn invoke(
             binary: false,
         },
     )?;
-    if let Some(t) = inv
-        .ctx
-        .trace_id
-        .as_deref()
-        .and_then(|t| HeaderValue::from_str(t).ok())
-    {
-        resp.headers_mut()
-            .insert(HeaderName::from_static("x-amzn-trace-id"), t);
-    }
+    inv.add_trace_header(&mut resp);
     Ok(resp)
 }
 
