@@ -38,7 +38,6 @@ pub enum Feature {
 
 /// The features the gateway does not emulate yet. Remove a line when the feature lands.
 pub const NOT_YET_EMULATED: &[Feature] = &[
-    Feature::LambdaAuthorizer,
     Feature::RequestValidation,
     Feature::Caching,
     Feature::VpcLink,

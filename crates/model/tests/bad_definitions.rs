@@ -292,7 +292,6 @@ fn small_snippets() {
             "openapi: 3.0.1\ninfo: {title: t}\npaths:\n  /a:\n    get:\n      security: [{auth: []}]\n      x-amazon-apigateway-integration: {type: mock}\ncomponents:\n  securitySchemes:\n    auth:\n      type: apiKey\n      x-amazon-apigateway-authorizer: {type: token}\n",
             &[
                 (E, 12, 7, "/components/securitySchemes/auth/x-amazon-apigateway-authorizer", "authorizerUri is required"),
-                (W, 6, 7, "/paths/~1a/get/security", "Lambda (CUSTOM) authorizers"),
             ],
         ),
     ];

@@ -4,12 +4,14 @@
 //! * `AWS_IAM`: SigV4 ([`sigv4`]) against the project's IAM access keys, then the resource policy
 //!   combined as AWS's same-account table (cross-account callers need an explicit Allow).
 //! * `COGNITO_USER_POOLS`: JWT validation ([`jwt`]), then the resource policy alone.
-//! * `CUSTOM` (Lambda authorizers): need the Lambda runtime.
+//! * `CUSTOM` (Lambda authorizers, [`lambda`]): the function's policy combined with the resource
+//!   policy as AWS's same-account table.
 //!
 //! Before any of these, an explicit Deny in the resource policy rejects the request without
 //! invoking an authorizer (AWS's "pre-auth" phase).
 
 pub mod jwt;
+pub mod lambda;
 pub mod sigv4;
 
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub struct AuthorizerRuntime {
     /// The header holding the token (TOKEN and Cognito authorizers).
     pub header: Option<String>,
     pub validation: Option<regex::Regex>,
+    /// TOKEN and REQUEST authorizers: identity sources, TTL and the result cache.
+    pub lambda: Option<lambda::LambdaAuthorizer>,
 }
 
 /// Compiles an authorizer with the project's settings for it.
@@ -112,16 +116,36 @@ pub fn compile(
     } else {
         None
     };
+    let lambda = match a.kind {
+        AuthorizerType::Token | AuthorizerType::Request => {
+            Some(lambda::LambdaAuthorizer::compile(a)?)
+        }
+        AuthorizerType::CognitoUserPools => None,
+    };
     Ok(AuthorizerRuntime {
         model: a.clone(),
         jwt,
         header,
         validation,
+        lambda,
     })
 }
 
 pub fn unauthorized() -> GatewayError {
     GatewayError::new(GatewayResponseType::Unauthorized, "Unauthorized")
+}
+
+/// A Lambda authorizer's policy denies: 403 `{"Message":"User is not authorized to access this
+/// resource[ with an explicit deny]"}`.
+pub fn policy_denied(explicit: bool) -> GatewayError {
+    GatewayError::new(
+        GatewayResponseType::AccessDenied,
+        if explicit {
+            "User is not authorized to access this resource with an explicit deny"
+        } else {
+            "User is not authorized to access this resource"
+        },
+    )
 }
 
 /// AWS's `AUTHORIZER_CONFIGURATION_ERROR`: `{"message":null}`.
@@ -267,9 +291,35 @@ pub async fn authorize(
             }
         }
         AuthorizationType::Custom => {
-            return Err(configuration_error(
-                "Lambda (CUSTOM) authorizers are not emulated yet",
-            ));
+            let Some(a) = inv
+                .method
+                .model
+                .authorizer_id
+                .as_ref()
+                .and_then(|id| inv.api.authorizers.get(id))
+                .cloned()
+            else {
+                return Err(configuration_error(
+                    "the method's authorizer does not exist",
+                ));
+            };
+            let Some(l) = &a.lambda else {
+                return Err(configuration_error(format!(
+                    "authorizer {:?} is not a Lambda authorizer",
+                    a.model.name
+                )));
+            };
+            let outcome = lambda::authorize(gw, inv, &a.model.name, l, &arn).await?;
+            // Phase 2: the function's policy and the resource policy (AWS's same-account table).
+            let resource = policy.as_ref().map(|p| p.evaluate(&facts(inv, &arn, None)));
+            match (outcome.decision, resource) {
+                (Decision::Deny, _) => return Err(policy_denied(true)),
+                (_, Some(Decision::Deny)) => return Err(access_denied(None, &arn, true)),
+                (Decision::Allow, _) | (_, Some(Decision::Allow)) => {}
+                (Decision::Silent, _) => return Err(policy_denied(false)),
+            }
+            apply(&mut inv.ctx, &outcome.result);
+            return Ok(Some(outcome.result));
         }
     };
     // The resource policy after authentication (AWS's evaluation tables).

@@ -333,6 +333,20 @@ pub fn event_v1(inv: &Invocation, body: &[u8], binary: bool) -> Value {
     } else {
         Value::String(String::from_utf8_lossy(body).into_owned())
     };
+    let mut request_context = request_context_v1(ctx, inv.parts.method.as_str());
+    if let (false, Value::Object(m)) = (ctx.authorizer.is_empty(), &mut request_context) {
+        // Lambda authorizers: principalId, integrationLatency and the context; Cognito: claims.
+        let a = match inv.method.model.authorization_type {
+            turnpike_model::rest::AuthorizationType::CognitoUserPools => ctx
+                .authorizer
+                .iter()
+                .filter(|(k, _)| k.as_str() == "claims")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            _ => ctx.authorizer.clone(),
+        };
+        m.insert("authorizer".into(), Value::Object(a));
+    }
     json!({
         "resource": inv.method.resource_path,
         "path": path,
@@ -343,7 +357,7 @@ pub fn event_v1(inv: &Invocation, body: &[u8], binary: bool) -> Value {
         "multiValueQueryStringParameters": null_if_empty(multi_query),
         "pathParameters": null_if_empty(path_params),
         "stageVariables": null_if_empty(inv.stage.variables.clone()),
-        "requestContext": request_context_v1(ctx, inv.parts.method.as_str()),
+        "requestContext": request_context,
         "body": body_value,
         "isBase64Encoded": binary && !body.is_empty(),
     })
