@@ -33,7 +33,7 @@ fn every_example_validates_without_warnings() {
         checked += 1;
     }
     assert!(
-        checked >= 3,
-        "expected the petstore, lambda and chat examples, found {checked}"
+        checked >= 4,
+        "expected the petstore, lambda, lambda-rust and chat examples, found {checked}"
     );
 }
