@@ -35,6 +35,8 @@ Environment (all optional):
   T2=0               leave out turnpike-t2
   AA_CONTROL=1       add nginx2 (A/A control: two identical nginx; their gap is noise)
   JEMALLOC=1         add turnpike-jemalloc (needs libjemalloc2)
+  BASE_BIN=path      add turnpike-base: the same setup with another turnpike binary (A/B of
+                     two builds in one run; the binary is copied into the run dir first)
   TURNPIKE_BIN       use this binary instead of building (no cargo build)
   NO_BUILD=1         do not run cargo build; use the binary already in the target dir
   TURNPIKE_THREADS   worker threads of the `turnpike` target (default 1)
@@ -75,6 +77,7 @@ PORTS = {
     "turnpike": int(os.environ.get("TURNPIKE_PORT", 18283)),
     "turnpike-t2": int(os.environ.get("TURNPIKE_T2_PORT", 18284)),
     "turnpike-jemalloc": int(os.environ.get("TURNPIKE_JE_PORT", 18285)),
+    "turnpike-base": int(os.environ.get("TURNPIKE_BASE_PORT", 18286)),
 }
 JEMALLOC = os.environ.get("JEMALLOC_SO", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
 PATH = os.environ.get("BENCH_PATH", "/hello")
@@ -219,6 +222,8 @@ def make_server(t, run, binary):
             if not os.path.exists(JEMALLOC):
                 raise SystemExit(f"turnpike-jemalloc: {JEMALLOC} not found (apt-get install libjemalloc2, or set JEMALLOC_SO)")
             env["LD_PRELOAD"] = JEMALLOC
+        if t == "turnpike-base":  # A/B: another build (BASE_BIN), e.g. the commit before a change
+            binary = os.path.join(run, "turnpike-base-bin")
         argv = [binary, "serve", project, "--listen", f"127.0.0.1:{PORTS[t]}", "--no-watch", "--drain-timeout", "2"]
         return B.Server(t, argv, cpus=T2_CPUS if t == "turnpike-t2" else PROXY_CPU, env=env)
     raise ValueError(t)
@@ -393,6 +398,8 @@ def main():
         targets.insert(targets.index("nginx") + 1 if "nginx" in targets else len(targets), "nginx2")
     if os.environ.get("JEMALLOC") == "1" and "turnpike-jemalloc" not in targets:
         targets.append("turnpike-jemalloc")
+    if os.environ.get("BASE_BIN") and "turnpike-base" not in targets:
+        targets.append("turnpike-base")
     unknown = [t for t in targets if t != "direct" and t not in PORTS]
     if unknown:
         raise SystemExit(f"unknown targets {unknown}; choose from direct,{','.join(PORTS)}")
@@ -409,6 +416,11 @@ def main():
     os.makedirs(run, exist_ok=True)
     B.set_logdir(os.path.join(outdir, "logs"))
     binary = freeze(built, run) if built else None
+    if "turnpike-base" in targets:
+        base = os.path.abspath(os.environ.get("BASE_BIN", ""))
+        if not os.access(base, os.X_OK):
+            raise SystemExit(f"turnpike-base: BASE_BIN={base} is not an executable")
+        shutil.copy2(base, os.path.join(run, "turnpike-base-bin"))
     if not os.environ.get("RESULTS_DIR"):
         latest = os.path.join(BENCH, "results", "latest")
         if os.path.islink(latest):

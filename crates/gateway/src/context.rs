@@ -102,8 +102,15 @@ pub fn extended_request_id() -> String {
 
 /// An X-Ray trace header root: `Root=1-{epoch hex}-{24 hex}`.
 pub fn trace_id(epoch_ms: i64) -> String {
+    use std::fmt::Write;
     let r: [u8; 12] = rand::random();
-    format!("Root=1-{:08x}-{}", epoch_ms / 1000, hex::encode(r))
+    // One allocation of the final size; this runs on every HTTP/AWS integration call.
+    let mut s = String::with_capacity(40);
+    let _ = write!(s, "Root=1-{:08x}-", epoch_ms / 1000);
+    for b in r {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
 }
 
 pub fn source_ip_string(ip: IpAddr) -> String {

@@ -57,6 +57,28 @@ pub struct Api {
     pub policy: Option<Arc<crate::pipeline::resource_policy::Policy>>,
     /// Authorizers by id.
     pub authorizers: HashMap<String, Arc<crate::pipeline::authorizer::AuthorizerRuntime>>,
+    /// Header values built once per deployment instead of per request.
+    pub headers: ApiHeaders,
+}
+
+/// Per-API header values the integrations send.
+#[derive(Debug)]
+pub struct ApiHeaders {
+    /// `x-amzn-apigateway-api-id`.
+    pub api_id: http::HeaderValue,
+    /// The `User-Agent` AWS sends when the client sent none: `AmazonAPIGateway_{api-id}`.
+    pub user_agent: http::HeaderValue,
+}
+
+impl ApiHeaders {
+    fn new(api_id: &str) -> Self {
+        ApiHeaders {
+            api_id: http::HeaderValue::from_str(api_id)
+                .unwrap_or(http::HeaderValue::from_static("")),
+            user_agent: http::HeaderValue::from_str(&format!("AmazonAPIGateway_{api_id}"))
+                .unwrap_or(http::HeaderValue::from_static("AmazonAPIGateway")),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -415,6 +437,7 @@ fn compile_api(
         api_key_source: def.api.api_key_source,
         policy,
         authorizers,
+        headers: ApiHeaders::new(&def.api.id),
     })
 }
 

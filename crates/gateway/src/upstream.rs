@@ -1,19 +1,67 @@
 //! The pooled HTTP client that HTTP and HTTP_PROXY integrations call: keep-alive connections,
 //! HTTP/1.1 and HTTP/2 (negotiated by ALPN over TLS), bodies streamed both ways.
+//!
+//! Plain `http://` backends, the common case for a local gateway, take a lean path: a pool of
+//! hyper HTTP/1 connections keyed by authority ([`H1Pool`]). A connection goes back to the pool
+//! when its response body has been read to the end, so a request costs one lock, no pool-key
+//! hashing beyond the authority and no per-request extensions. `https://` backends (TLS, ALPN,
+//! HTTP/2) use hyper-util's client.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Request, Response, Uri};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::body::Body;
 
 pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
+/// How long an unused pooled connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections kept per backend authority.
+const MAX_IDLE_PER_HOST: usize = 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Clone, Debug)]
 pub struct Upstream {
     client: Client<Connector, Body>,
+    h1: Arc<H1Pool>,
+}
+
+/// Why a backend call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection could be opened (DNS, refused, unreachable, connect timeout).
+    #[error("connecting to {authority} failed: {source}")]
+    Connect {
+        authority: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+    #[error(transparent)]
+    Client(#[from] hyper_util::client::legacy::Error),
+}
+
+impl UpstreamError {
+    pub fn is_connect(&self) -> bool {
+        match self {
+            UpstreamError::Connect { .. } => true,
+            UpstreamError::Http(_) => false,
+            UpstreamError::Client(e) => e.is_connect(),
+        }
+    }
 }
 
 impl Upstream {
@@ -22,7 +70,7 @@ impl Upstream {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_keepalive(Some(Duration::from_secs(60)));
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         // Trust the system's roots when they can be read; fall back to the bundled Mozilla set.
         let https = match builder.with_native_roots() {
@@ -39,19 +87,228 @@ impl Upstream {
                 .wrap_connector(http),
         };
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
             .build(https);
-        Upstream { client }
+        Upstream {
+            client,
+            h1: Arc::default(),
+        }
     }
 
     pub fn client(&self) -> &Client<Connector, Body> {
         &self.client
+    }
+
+    /// Sends `req` (absolute URI) and returns the response head; the body streams after.
+    pub async fn request(
+        &self,
+        req: Request<Body>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let plain = req.uri().scheme() == Some(&Scheme::HTTP);
+        match req.uri().authority().cloned() {
+            Some(authority) if plain => self.h1.request(req, authority).await,
+            _ => {
+                let resp = self.client.request(req).await?;
+                Ok(resp.map(|inner| UpstreamBody {
+                    inner,
+                    checkin: None,
+                }))
+            }
+        }
     }
 }
 
 impl Default for Upstream {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Idle HTTP/1 connections to plain-HTTP backends, by authority.
+#[derive(Debug, Default)]
+struct H1Pool {
+    idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+impl H1Pool {
+    async fn request(
+        self: &Arc<Self>,
+        req: Request<Body>,
+        authority: Authority,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let (mut parts, body) = req.into_parts();
+        // HTTP/1 requests go out in origin form with the backend's Host.
+        if !parts.headers.contains_key(http::header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+                parts.headers.insert(http::header::HOST, v);
+            }
+        }
+        let origin = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+        parts.uri = origin;
+        let mut req = Request::from_parts(parts, body);
+        // A pooled connection may have been closed by the backend just as we picked it; the
+        // request then comes back unsent and goes out on the next connection (hyper-util's
+        // client does the same). A fresh connection gets no second try.
+        loop {
+            let (mut sender, reused) = match self.checkout(&authority).await {
+                Some(s) => (s, true),
+                None => (connect(&authority).await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let (head, inner) = resp.into_parts();
+                    let mut body = UpstreamBody {
+                        inner,
+                        checkin: Some(Checkin {
+                            pool: self.clone(),
+                            authority,
+                            sender,
+                        }),
+                    };
+                    body.check_in_if_done();
+                    return Ok(Response::from_parts(head, body));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(UpstreamError::Http(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// An idle connection that is still open and ready, dropping stale ones on the way.
+    async fn checkout(&self, authority: &Authority) -> Option<SendRequest<Body>> {
+        loop {
+            let idle = {
+                let mut map = self.idle.lock().ok()?;
+                let list = map.get_mut(authority)?;
+                list.pop()?
+            };
+            if idle.since.elapsed() > IDLE_TIMEOUT || idle.sender.is_closed() {
+                continue;
+            }
+            let mut sender = idle.sender;
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    fn put(&self, authority: Authority, sender: SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut map) = self.idle.lock() {
+            let list = map.entry(authority).or_default();
+            if list.len() < MAX_IDLE_PER_HOST {
+                list.push(Idle {
+                    sender,
+                    since: Instant::now(),
+                });
+            }
+        }
+    }
+}
+
+async fn connect(authority: &Authority) -> Result<SendRequest<Body>, UpstreamError> {
+    let err = |source| UpstreamError::Connect {
+        authority: authority.to_string(),
+        source,
+    };
+    let host = authority.host();
+    // `[::1]` in a URI is `::1` to the resolver.
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port = authority.port_u16().unwrap_or(80);
+    let stream = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .map_err(|_| {
+        err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connect timed out",
+        ))
+    })?
+    .map_err(err)?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// Where a connection goes once its response has been read.
+struct Checkin {
+    pool: Arc<H1Pool>,
+    authority: Authority,
+    sender: SendRequest<Body>,
+}
+
+/// A backend response body. Reading it to the end returns its connection to the pool;
+/// dropping it early closes the connection (HTTP/1 cannot skip the rest of a body).
+pub struct UpstreamBody {
+    inner: Incoming,
+    checkin: Option<Checkin>,
+}
+
+impl UpstreamBody {
+    fn check_in_if_done(&mut self) {
+        use http_body::Body as _;
+        if self.inner.is_end_stream() {
+            if let Some(c) = self.checkin.take() {
+                c.pool.put(c.authority, c.sender);
+            }
+        }
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            // Callers stop polling once `is_end_stream` says so, so check after every frame.
+            Some(Ok(_)) => this.check_in_if_done(),
+            None => {
+                if let Some(c) = this.checkin.take() {
+                    c.pool.put(c.authority, c.sender);
+                }
+            }
+            Some(Err(_)) => this.checkin = None,
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

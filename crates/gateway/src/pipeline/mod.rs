@@ -88,9 +88,13 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: SocketAddr) -> R
                     .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
             });
     let runtime: Arc<Runtime> = gw.runtime();
-    let req = match crate::websocket::intercept(gw, &runtime, req, peer).await {
-        crate::websocket::Intercepted::Handled(r) => return r,
-        crate::websocket::Intercepted::Pass(req) => req,
+    let req = if runtime.websocket_apis.is_empty() {
+        req
+    } else {
+        match Box::pin(crate::websocket::intercept(gw, &runtime, req, peer)).await {
+            crate::websocket::Intercepted::Handled(r) => return r,
+            crate::websocket::Intercepted::Pass(req) => req,
+        }
     };
     let mut ctx = route::initial_context(&runtime, &req, peer);
     let routed = route::route(&runtime, req, &mut ctx, &gw.limits);
@@ -126,27 +130,11 @@ async fn run(
             return response;
         }
     };
+    // HTTP_PROXY is the hot path and runs inline; the other arms are boxed so that the
+    // per-request future hyper stores (and moves) stays small.
     let result = match inv.method.integration.kind {
         IntegrationType::HttpProxy => integration::http::proxy(gw, &mut inv, body).await,
-        IntegrationType::Http => match read_body(body, gw.limits.max_payload_bytes).await {
-            Ok(b) => integration::http::invoke(gw, &mut inv, b).await,
-            Err(e) => Err(e),
-        },
-        IntegrationType::Mock => match read_body(body, gw.limits.max_payload_bytes).await {
-            Ok(b) => integration::mock::invoke(&mut inv, b),
-            Err(e) => Err(e),
-        },
-        IntegrationType::AwsProxy => match read_body(body, gw.limits.max_payload_bytes).await {
-            Ok(b) => integration::lambda::proxy(gw, &mut inv, b).await,
-            Err(e) => Err(e),
-        },
-        IntegrationType::Aws => match read_body(body, gw.limits.max_payload_bytes).await {
-            Ok(b) if integration::aws::is_lambda(&inv) => {
-                integration::lambda::invoke(gw, &mut inv, b).await
-            }
-            Ok(b) => integration::aws::invoke(gw, &mut inv, b).await,
-            Err(e) => Err(e),
-        },
+        _ => Box::pin(buffered_integration(gw, &mut inv, body)).await,
     };
     let response = match result {
         Ok(r) => r,
@@ -164,6 +152,28 @@ async fn run(
     response
 }
 
+/// The integrations that need the whole request body first.
+async fn buffered_integration(
+    gw: &Gateway,
+    inv: &mut Invocation,
+    body: RequestBody,
+) -> Result<Response<Body>, GatewayError> {
+    let b = read_body(body, gw.limits.max_payload_bytes).await?;
+    match inv.method.integration.kind {
+        IntegrationType::Http => integration::http::invoke(gw, inv, b).await,
+        IntegrationType::Mock => integration::mock::invoke(inv, b),
+        IntegrationType::AwsProxy => integration::lambda::proxy(gw, inv, b).await,
+        IntegrationType::Aws if integration::aws::is_lambda(inv) => {
+            integration::lambda::invoke(gw, inv, b).await
+        }
+        IntegrationType::Aws => integration::aws::invoke(gw, inv, b).await,
+        IntegrationType::HttpProxy => {
+            let b = http_body_util::Either::Right(http_body_util::Full::new(b));
+            integration::http::proxy(gw, inv, b).await
+        }
+    }
+}
+
 /// The request body after the access steps: still streaming, or buffered (`AWS_IAM` methods
 /// hash it to verify the signature).
 pub type RequestBody = http_body_util::Either<Incoming, http_body_util::Full<Bytes>>;
@@ -176,8 +186,8 @@ async fn access_control(
     body: Incoming,
 ) -> Result<RequestBody, GatewayError> {
     use turnpike_model::rest::AuthorizationType;
-    let region = gw.runtime().region.clone();
-    let (body, buffered) = if inv.method.model.authorization_type == AuthorizationType::AwsIam {
+    let kind = inv.method.model.authorization_type;
+    let (body, buffered) = if kind == AuthorizationType::AwsIam {
         let b = read_body(body, gw.limits.max_payload_bytes).await?;
         (
             http_body_util::Either::Right(http_body_util::Full::new(b.clone())),
@@ -186,11 +196,22 @@ async fn access_control(
     } else {
         (http_body_util::Either::Left(body), None)
     };
-    let auth = authorizer::authorize(gw, inv, &region, buffered.as_ref()).await?;
-    let key = api_key::identify(gw, inv, auth.as_deref()).await?;
+    // The authorizer and API-key steps are boxed and skipped when they do not apply, so that
+    // open methods pay neither for their work nor for their (large) futures.
+    let auth = if kind == AuthorizationType::None && inv.api.policy.is_none() {
+        None
+    } else {
+        let region = gw.runtime().region.clone();
+        Box::pin(authorizer::authorize(gw, inv, &region, buffered.as_ref())).await?
+    };
+    let key = if inv.method.model.api_key_required {
+        Box::pin(api_key::identify(gw, inv, auth.as_deref())).await?
+    } else {
+        None
+    };
     throttle::check(gw, inv, key.as_ref())?;
     if let Some(k) = &key {
-        api_key::consume_quota(gw, k).await?;
+        Box::pin(api_key::consume_quota(gw, k)).await?;
     }
     Ok(body)
 }

@@ -82,6 +82,8 @@ fn request_id<B>(req: &Request<B>) -> String {
         .and_then(|v| v.to_str().ok())
         .and_then(|s| uuid::Uuid::parse_str(s).ok())
         .unwrap_or_else(uuid::Uuid::new_v4)
+        .hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
         .to_string()
 }
 

@@ -19,6 +19,7 @@ use crate::error::GatewayError;
 use crate::pipeline::integration_request::{self, IntegrationRequest};
 use crate::pipeline::integration_response::{self, IntegrationOutput};
 use crate::pipeline::{content_handling, Invocation};
+use crate::upstream::UpstreamBody;
 use crate::Gateway;
 
 /// Client headers that never reach an HTTP_PROXY integration (recorded against AWS), plus
@@ -207,10 +208,10 @@ async fn send(
     gw: &Gateway,
     inv: &mut Invocation,
     req: Request<Body>,
-) -> Result<Response<Incoming>, GatewayError> {
+) -> Result<Response<UpstreamBody>, GatewayError> {
     let started = Instant::now();
     let timeout = inv.method.integration.timeout;
-    let result = tokio::time::timeout(timeout, gw.upstream.client().request(req)).await;
+    let result = tokio::time::timeout(timeout, gw.upstream.request(req)).await;
     inv.ctx.integration_latency_ms = Some(started.elapsed().as_millis() as u64);
     match result {
         Err(_) => {
@@ -255,18 +256,22 @@ fn exceeded_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 fn add_gateway_headers(h: &mut HeaderMap, inv: &Invocation) {
-    let trace = inv.ctx.trace_id.clone().unwrap_or_default();
-    if let Ok(v) = HeaderValue::from_str(&trace) {
+    if let Some(v) = inv
+        .ctx
+        .trace_id
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
+    {
         h.insert(HeaderName::from_static("x-amzn-trace-id"), v);
     }
-    if let Ok(v) = HeaderValue::from_str(&inv.api.id) {
-        h.insert(HeaderName::from_static("x-amzn-apigateway-api-id"), v);
-    }
+    h.insert(
+        HeaderName::from_static("x-amzn-apigateway-api-id"),
+        inv.api.headers.api_id.clone(),
+    );
 }
 
 fn default_user_agent(inv: &Invocation) -> HeaderValue {
-    HeaderValue::from_str(&format!("AmazonAPIGateway_{}", inv.api.id))
-        .unwrap_or(HeaderValue::from_static("AmazonAPIGateway"))
+    inv.api.headers.user_agent.clone()
 }
 
 /// HTTP_PROXY: stream the request to the backend and its response back.
