@@ -43,11 +43,17 @@ pub(crate) enum Node {
     },
 }
 
+/// One slot of the tape: a value and, for object members, its key.
+#[derive(Clone, Copy, Debug)]
+struct Ent {
+    node: Node,
+    key: SRef,
+}
+
 #[derive(Debug)]
 pub(crate) struct Doc<'a> {
     src: &'a str,
-    nodes: Vec<Node>,
-    keys: Vec<SRef>,
+    ents: Vec<Ent>,
     unesc: String,
     sorted: Vec<u32>,
     root: u32,
@@ -75,31 +81,17 @@ impl<'a> Doc<'a> {
         if text.len() >= OWNED as usize {
             return None;
         }
-        let mut p = Parser {
-            s: text.as_bytes(),
-            i: 0,
-            doc: Doc {
-                src: text,
-                nodes: Vec::with_capacity(text.len() / 10 + 4),
-                keys: Vec::with_capacity(text.len() / 10 + 4),
-                unesc: String::new(),
-                sorted: Vec::new(),
-                root: 0,
-            },
-            stack_nodes: Vec::with_capacity(32),
-            stack_keys: Vec::with_capacity(32),
-            depth: 0,
+        let mut doc = Doc {
+            src: text,
+            ents: Vec::new(),
+            unesc: String::new(),
+            sorted: Vec::new(),
+            root: 0,
         };
-        p.ws();
-        let root = p.value()?;
-        p.ws();
-        if p.i != p.s.len() || p.doc.unesc.len() >= OWNED as usize {
+        parse_into(&mut doc)?;
+        if doc.unesc.len() >= OWNED as usize {
             return None;
         }
-        let mut doc = p.doc;
-        doc.root = doc.nodes.len() as u32;
-        doc.nodes.push(root);
-        doc.keys.push(NO_KEY);
         Some(doc)
     }
 
@@ -107,12 +99,14 @@ impl<'a> Doc<'a> {
     pub(crate) fn empty_object() -> Doc<'a> {
         Doc {
             src: "",
-            nodes: vec![Node::Obj {
-                first: 0,
-                len: 0,
-                index: u32::MAX,
+            ents: vec![Ent {
+                node: Node::Obj {
+                    first: 0,
+                    len: 0,
+                    index: u32::MAX,
+                },
+                key: NO_KEY,
             }],
-            keys: vec![NO_KEY],
             unesc: String::new(),
             sorted: Vec::new(),
             root: 0,
@@ -137,12 +131,13 @@ impl<'a> Doc<'a> {
             .unwrap_or("")
     }
 
-    /// Does key `i` equal `name`? (byte comparison, length first)
+    /// Does key `i` equal `name`? (length first, then bytes)
     #[inline]
     fn key_is(&self, i: usize, name: &[u8]) -> bool {
-        let Some(r) = self.keys.get(i) else {
+        let Some(e) = self.ents.get(i) else {
             return false;
         };
+        let r = e.key;
         let len = (r.len & !OWNED) as usize;
         if len != name.len() {
             return false;
@@ -152,13 +147,17 @@ impl<'a> Doc<'a> {
         } else {
             self.src.as_bytes()
         };
-        base.get(r.off as usize..r.off as usize + len) == Some(name)
+        match base.get(r.off as usize..r.off as usize + len) {
+            // Keys are short: a byte loop beats a call to memcmp.
+            Some(k) => k.iter().zip(name).all(|(a, b)| a == b),
+            None => false,
+        }
     }
 
     #[inline]
     fn key(&self, i: usize) -> &str {
-        match self.keys.get(i) {
-            Some(k) => self.sref(*k),
+        match self.ents.get(i) {
+            Some(e) => self.sref(e.key),
             None => "",
         }
     }
@@ -167,13 +166,13 @@ impl<'a> Doc<'a> {
 impl<'r> DRef<'r> {
     #[inline]
     pub(crate) fn node(self) -> Node {
-        self.doc
-            .nodes
-            .get(self.idx as usize)
-            .copied()
-            .unwrap_or(Node::Null)
+        match self.doc.ents.get(self.idx as usize) {
+            Some(e) => e.node,
+            None => Node::Null,
+        }
     }
 
+    #[inline]
     fn at(self, i: u32) -> DRef<'r> {
         DRef {
             doc: self.doc,
@@ -181,6 +180,7 @@ impl<'r> DRef<'r> {
         }
     }
 
+    #[inline]
     pub(crate) fn str(self) -> Option<&'r str> {
         match self.node() {
             Node::Str(r) => Some(self.doc.sref(r)),
@@ -197,6 +197,7 @@ impl<'r> DRef<'r> {
     }
 
     /// Number of children of an array or object (0 otherwise).
+    #[inline]
     pub(crate) fn len(self) -> usize {
         match self.node() {
             Node::Arr { len, .. } | Node::Obj { len, .. } => len as usize,
@@ -205,6 +206,7 @@ impl<'r> DRef<'r> {
     }
 
     /// The i-th element of an array / member value of an object.
+    #[inline]
     pub(crate) fn child(self, i: usize) -> Option<DRef<'r>> {
         match self.node() {
             Node::Arr { first, len } | Node::Obj { first, len, .. } if i < len as usize => {
@@ -225,19 +227,26 @@ impl<'r> DRef<'r> {
     }
 
     /// Object member lookup (the last member wins for duplicate keys).
+    #[inline]
     pub(crate) fn get(self, name: &str) -> Option<DRef<'r>> {
         let Node::Obj { first, len, index } = self.node() else {
             return None;
         };
         if index == u32::MAX {
             let name = name.as_bytes();
-            for i in (first..first + len).rev() {
+            let mut i = first + len;
+            while i > first {
+                i -= 1;
                 if self.doc.key_is(i as usize, name) {
                     return Some(self.at(i));
                 }
             }
             return None;
         }
+        self.get_indexed(name, first, len, index)
+    }
+
+    fn get_indexed(self, name: &str, first: u32, len: u32, index: u32) -> Option<DRef<'r>> {
         let idx = self
             .doc
             .sorted
@@ -341,353 +350,404 @@ const POW10: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-    doc: Doc<'a>,
-    stack_nodes: Vec<Node>,
-    stack_keys: Vec<SRef>,
-    depth: usize,
+#[inline]
+fn skip_ws(s: &[u8], mut i: usize) -> usize {
+    while let Some(&c) = s.get(i) {
+        // Everything above b' ' is not whitespace: one compare in the common case.
+        if c > b' ' || !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+            break;
+        }
+        i += 1;
+    }
+    i
 }
 
-impl<'a> Parser<'a> {
-    #[inline]
-    fn ws(&mut self) {
-        while let Some(&c) = self.s.get(self.i) {
-            if matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
-                self.i += 1;
-            } else {
-                break;
+/// An open container while parsing: where its children start on the stack, whether
+/// it is an object, and its own key in its parent.
+struct Frame {
+    mark: usize,
+    obj: bool,
+    key: SRef,
+}
+
+/// Parse `doc.src` into `doc` (iteratively: no recursion, one pass). Children of a
+/// container are collected on a stack and copied to the tape contiguously when the
+/// container closes, so `child(i)` is O(1).
+fn parse_into(doc: &mut Doc<'_>) -> Option<()> {
+    let text = doc.src;
+    let s = text.as_bytes();
+    let mut ents: Vec<Ent> = Vec::with_capacity(s.len() / 8 + 4);
+    let mut stack: Vec<Ent> = Vec::with_capacity(64);
+    let mut frames: Vec<Frame> = Vec::with_capacity(16);
+    let mut i = 0usize;
+    // Key of the value about to be parsed (NO_KEY in arrays and at the top).
+    let mut key = NO_KEY;
+    'value: loop {
+        i = skip_ws(s, i);
+        let mut node = match *s.get(i)? {
+            b'"' => {
+                let (r, j) = string(s, i + 1, text, &mut doc.unesc)?;
+                i = j;
+                Node::Str(r)
             }
-        }
-    }
-
-    fn lit(&mut self, word: &[u8], node: Node) -> Option<Node> {
-        if self.s.get(self.i..self.i + word.len()) == Some(word) {
-            self.i += word.len();
-            Some(node)
-        } else {
-            None
-        }
-    }
-
-    fn value(&mut self) -> Option<Node> {
-        match *self.s.get(self.i)? {
-            b'{' => self.object(),
-            b'[' => self.array(),
-            b'"' => self.string().map(Node::Str),
-            b't' => self.lit(b"true", Node::Bool(true)),
-            b'f' => self.lit(b"false", Node::Bool(false)),
-            b'n' => self.lit(b"null", Node::Null),
-            b'-' | b'0'..=b'9' => self.number(),
-            _ => None,
-        }
-    }
-
-    fn number(&mut self) -> Option<Node> {
-        let start = self.i;
-        let neg = self.s.get(self.i) == Some(&b'-');
-        if neg {
-            self.i += 1;
-        }
-        // Significant digits as an integer (up to 19 digits) and a decimal exponent.
-        let mut mant: u64 = 0;
-        let mut digits = 0u32;
-        let mut exp10: i64 = 0;
-        let mut exact = true;
-        match self.s.get(self.i) {
-            Some(b'0') => self.i += 1,
-            Some(b'1'..=b'9') => {
-                while let Some(&d @ b'0'..=b'9') = self.s.get(self.i) {
-                    if digits < 19 {
-                        mant = mant * 10 + u64::from(d - b'0');
-                        digits += 1;
-                    } else {
-                        exact = false;
-                        exp10 += 1;
-                    }
-                    self.i += 1;
+            b @ (b'{' | b'[') => {
+                if frames.len() >= MAX_DEPTH {
+                    return None;
                 }
+                let obj = b == b'{';
+                i = skip_ws(s, i + 1);
+                let close = if obj { b'}' } else { b']' };
+                if s.get(i) == Some(&close) {
+                    i += 1;
+                    let first = ents.len() as u32;
+                    if obj {
+                        Node::Obj {
+                            first,
+                            len: 0,
+                            index: u32::MAX,
+                        }
+                    } else {
+                        Node::Arr { first, len: 0 }
+                    }
+                } else {
+                    frames.push(Frame {
+                        mark: stack.len(),
+                        obj,
+                        key,
+                    });
+                    key = if obj {
+                        let (k, j) = member_key(s, i, text, &mut doc.unesc)?;
+                        i = j;
+                        k
+                    } else {
+                        NO_KEY
+                    };
+                    continue 'value;
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let (n, j) = number(s, i)?;
+                i = j;
+                n
+            }
+            b't' => {
+                i = lit(s, i, b"true")?;
+                Node::Bool(true)
+            }
+            b'f' => {
+                i = lit(s, i, b"false")?;
+                Node::Bool(false)
+            }
+            b'n' => {
+                i = lit(s, i, b"null")?;
+                Node::Null
             }
             _ => return None,
-        }
-        let mut float = false;
-        if self.s.get(self.i) == Some(&b'.') {
-            float = true;
-            self.i += 1;
-            if !matches!(self.s.get(self.i), Some(b'0'..=b'9')) {
-                return None;
+        };
+        let mut node_key = key;
+        // A value is complete: append it to its container, then handle `,` or the
+        // container's end (possibly closing several containers in a row).
+        loop {
+            let Some(f) = frames.last() else {
+                if skip_ws(s, i) != s.len() {
+                    return None;
+                }
+                doc.root = ents.len() as u32;
+                ents.push(Ent { node, key: NO_KEY });
+                doc.ents = ents;
+                return Some(());
+            };
+            stack.push(Ent {
+                node,
+                key: node_key,
+            });
+            i = skip_ws(s, i);
+            let obj = f.obj;
+            match *s.get(i)? {
+                b',' => {
+                    key = if obj {
+                        let (k, j) = member_key(s, i + 1, text, &mut doc.unesc)?;
+                        i = j;
+                        k
+                    } else {
+                        i += 1;
+                        NO_KEY
+                    };
+                    continue 'value;
+                }
+                b'}' if obj => {}
+                b']' if !obj => {}
+                _ => return None,
             }
-            while let Some(&d @ b'0'..=b'9') = self.s.get(self.i) {
+            i += 1;
+            let f = frames.pop()?;
+            let first = ents.len() as u32;
+            let len = (stack.len() - f.mark) as u32;
+            ents.extend_from_slice(stack.get(f.mark..)?);
+            stack.truncate(f.mark);
+            node = if obj {
+                let mut index = u32::MAX;
+                if len > INDEX_THRESHOLD {
+                    index = sort_keys(doc, &ents, first, len);
+                }
+                Node::Obj { first, len, index }
+            } else {
+                Node::Arr { first, len }
+            };
+            node_key = f.key;
+        }
+    }
+}
+
+/// Build the sorted key index of a large object; returns its offset in `doc.sorted`.
+fn sort_keys(doc: &mut Doc<'_>, ents: &[Ent], first: u32, len: u32) -> u32 {
+    let (src, unesc) = (doc.src, doc.unesc.as_str());
+    let key = |i: u32| -> &str {
+        let r = ents
+            .get((first + i) as usize)
+            .map(|e| e.key)
+            .unwrap_or(NO_KEY);
+        let (base, l) = if r.len & OWNED != 0 {
+            (unesc, r.len & !OWNED)
+        } else {
+            (src, r.len)
+        };
+        base.get(r.off as usize..(r.off + l) as usize).unwrap_or("")
+    };
+    let mut order: Vec<u32> = (0..len).collect();
+    order.sort_by(|&a, &b| match key(a).cmp(key(b)) {
+        Ordering::Equal => a.cmp(&b),
+        o => o,
+    });
+    let index = doc.sorted.len() as u32;
+    doc.sorted.extend(order);
+    index
+}
+
+#[inline]
+fn lit(s: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+    if s.get(i..i + word.len()) == Some(word) {
+        Some(i + word.len())
+    } else {
+        None
+    }
+}
+
+/// `ws "key" ws :` starting at `i`; returns the key and the index after the colon.
+#[inline]
+fn member_key(s: &[u8], i: usize, text: &str, unesc: &mut String) -> Option<(SRef, usize)> {
+    let i = skip_ws(s, i);
+    if s.get(i) != Some(&b'"') {
+        return None;
+    }
+    let (k, i) = string(s, i + 1, text, unesc)?;
+    let i = if s.get(i) == Some(&b':') {
+        i
+    } else {
+        skip_ws(s, i)
+    };
+    if s.get(i) != Some(&b':') {
+        return None;
+    }
+    Some((k, i + 1))
+}
+
+fn number(s: &[u8], mut i: usize) -> Option<(Node, usize)> {
+    let start = i;
+    let neg = s.get(i) == Some(&b'-');
+    if neg {
+        i += 1;
+    }
+    // Significant digits as an integer (up to 19 digits) and a decimal exponent.
+    let mut mant: u64 = 0;
+    let mut digits = 0u32;
+    let mut exp10: i64 = 0;
+    let mut exact = true;
+    match s.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            while let Some(&d @ b'0'..=b'9') = s.get(i) {
                 if digits < 19 {
                     mant = mant * 10 + u64::from(d - b'0');
-                    if mant != 0 {
-                        digits += 1;
-                    }
-                    exp10 -= 1;
-                } else if d != b'0' {
+                    digits += 1;
+                } else {
                     exact = false;
+                    exp10 += 1;
                 }
-                self.i += 1;
+                i += 1;
             }
         }
-        if matches!(self.s.get(self.i), Some(b'e' | b'E')) {
-            float = true;
-            self.i += 1;
-            let mut eneg = false;
-            match self.s.get(self.i) {
-                Some(b'+') => self.i += 1,
-                Some(b'-') => {
-                    eneg = true;
-                    self.i += 1;
-                }
-                _ => {}
-            }
-            if !matches!(self.s.get(self.i), Some(b'0'..=b'9')) {
-                return None;
-            }
-            let mut e: i64 = 0;
-            while let Some(&d @ b'0'..=b'9') = self.s.get(self.i) {
-                e = (e * 10 + i64::from(d - b'0')).min(100_000);
-                self.i += 1;
-            }
-            exp10 += if eneg { -e } else { e };
-        }
-        if !float && exact {
-            if neg {
-                if mant <= i64::MAX as u64 + 1 {
-                    return Some(Node::Int((mant as i64).wrapping_neg()));
-                }
-            } else if mant <= i64::MAX as u64 {
-                return Some(Node::Int(mant as i64));
-            }
-        }
-        // Clinger's fast path: exact mantissa and power of ten give a correctly
-        // rounded result with one operation.
-        if exact && mant < (1u64 << 53) && (-22..=22).contains(&exp10) {
-            let m = mant as f64;
-            let v = if exp10 < 0 {
-                m / POW10[(-exp10) as usize]
-            } else {
-                m * POW10[exp10 as usize]
-            };
-            return Some(Node::Float(if neg { -v } else { v }));
-        }
-        let t = std::str::from_utf8(self.s.get(start..self.i)?).ok()?;
-        t.parse::<f64>().ok().map(Node::Float)
+        _ => return None,
     }
-
-    /// Parse a string at `"`: a range of the source if it has no escapes, else
-    /// unescaped into `Doc::unesc`.
-    fn string(&mut self) -> Option<SRef> {
-        self.i += 1;
-        let start = self.i;
-        // Skip plain bytes quickly, 8 at a time.
-        self.i = skip_plain(self.s, self.i);
-        loop {
-            let c = *self.s.get(self.i)?;
-            match c {
-                b'"' => {
-                    let r = SRef {
-                        off: start as u32,
-                        len: (self.i - start) as u32,
-                    };
-                    self.i += 1;
-                    return Some(r);
-                }
-                b'\\' => break,
-                0..=0x1f => return None,
-                _ => self.i += 1,
-            }
-        }
-        let out_start = self.doc.unesc.len();
-        let src = self.doc.src;
-        if self.doc.unesc.capacity() == 0 {
-            // One allocation for all unescaped strings of the document.
-            self.doc.unesc.reserve(self.s.len() - start);
-        }
-        self.doc.unesc.push_str(src.get(start..self.i)?);
-        loop {
-            let c = *self.s.get(self.i)?;
-            match c {
-                b'"' => {
-                    self.i += 1;
-                    break;
-                }
-                b'\\' => {
-                    self.i += 1;
-                    let e = *self.s.get(self.i)?;
-                    self.i += 1;
-                    let out = &mut self.doc.unesc;
-                    match e {
-                        b'"' => out.push('"'),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        b'u' => {
-                            let hi = self.hex4()?;
-                            let ch = if (0xD800..0xDC00).contains(&hi)
-                                && self.s.get(self.i..self.i + 2) == Some(b"\\u")
-                            {
-                                let save = self.i;
-                                self.i += 2;
-                                let lo = self.hex4()?;
-                                if (0xDC00..0xE000).contains(&lo) {
-                                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
-                                } else {
-                                    self.i = save;
-                                    None
-                                }
-                            } else {
-                                char::from_u32(hi)
-                            };
-                            self.doc.unesc.push(ch.unwrap_or('\u{FFFD}'));
-                        }
-                        _ => return None,
-                    }
-                }
-                0..=0x1f => return None,
-                _ => {
-                    // Copy a run of plain bytes.
-                    let run = self.i;
-                    self.i = skip_plain(self.s, self.i);
-                    self.doc.unesc.push_str(src.get(run..self.i)?);
-                }
-            }
-        }
-        let len = self.doc.unesc.len() - out_start;
-        if len >= OWNED as usize {
+    let mut float = false;
+    if s.get(i) == Some(&b'.') {
+        float = true;
+        i += 1;
+        if !matches!(s.get(i), Some(b'0'..=b'9')) {
             return None;
         }
-        Some(SRef {
+        while let Some(&d @ b'0'..=b'9') = s.get(i) {
+            if digits < 19 {
+                mant = mant * 10 + u64::from(d - b'0');
+                if mant != 0 {
+                    digits += 1;
+                }
+                exp10 -= 1;
+            } else if d != b'0' {
+                exact = false;
+            }
+            i += 1;
+        }
+    }
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        float = true;
+        i += 1;
+        let mut eneg = false;
+        match s.get(i) {
+            Some(b'+') => i += 1,
+            Some(b'-') => {
+                eneg = true;
+                i += 1;
+            }
+            _ => {}
+        }
+        if !matches!(s.get(i), Some(b'0'..=b'9')) {
+            return None;
+        }
+        let mut e: i64 = 0;
+        while let Some(&d @ b'0'..=b'9') = s.get(i) {
+            e = (e * 10 + i64::from(d - b'0')).min(100_000);
+            i += 1;
+        }
+        exp10 += if eneg { -e } else { e };
+    }
+    if !float && exact {
+        if neg {
+            if mant <= i64::MAX as u64 + 1 {
+                return Some((Node::Int((mant as i64).wrapping_neg()), i));
+            }
+        } else if mant <= i64::MAX as u64 {
+            return Some((Node::Int(mant as i64), i));
+        }
+    }
+    // Clinger's fast path: exact mantissa and power of ten give a correctly
+    // rounded result with one operation.
+    if exact && mant < (1u64 << 53) && (-22..=22).contains(&exp10) {
+        let m = mant as f64;
+        let v = if exp10 < 0 {
+            m / POW10[(-exp10) as usize]
+        } else {
+            m * POW10[exp10 as usize]
+        };
+        return Some((Node::Float(if neg { -v } else { v }), i));
+    }
+    let t = std::str::from_utf8(s.get(start..i)?).ok()?;
+    t.parse::<f64>().ok().map(|f| (Node::Float(f), i))
+}
+
+/// Parse a string whose opening `"` is just before `i`: a range of the source if it
+/// has no escapes, else unescaped into `unesc`. Returns the index after the closing `"`.
+#[inline]
+fn string(s: &[u8], start: usize, text: &str, unesc: &mut String) -> Option<(SRef, usize)> {
+    let i = skip_plain(s, start);
+    if *s.get(i)? == b'"' {
+        return Some((
+            SRef {
+                off: start as u32,
+                len: (i - start) as u32,
+            },
+            i + 1,
+        ));
+    }
+    string_escaped(s, start, i, text, unesc)
+}
+
+/// The slow path of `string`: `i` is at the first `\\` or control character.
+#[cold]
+fn string_escaped(
+    s: &[u8],
+    start: usize,
+    mut i: usize,
+    text: &str,
+    unesc: &mut String,
+) -> Option<(SRef, usize)> {
+    if *s.get(i)? != b'\\' {
+        return None;
+    }
+    let out_start = unesc.len();
+    if unesc.capacity() == 0 {
+        // One allocation for all unescaped strings of the document.
+        unesc.reserve(s.len() - start);
+    }
+    unesc.push_str(text.get(start..i)?);
+    loop {
+        match *s.get(i)? {
+            b'"' => {
+                i += 1;
+                break;
+            }
+            b'\\' => {
+                let e = *s.get(i + 1)?;
+                i += 2;
+                match e {
+                    b'"' => unesc.push('"'),
+                    b'\\' => unesc.push('\\'),
+                    b'/' => unesc.push('/'),
+                    b'b' => unesc.push('\u{8}'),
+                    b'f' => unesc.push('\u{c}'),
+                    b'n' => unesc.push('\n'),
+                    b'r' => unesc.push('\r'),
+                    b't' => unesc.push('\t'),
+                    b'u' => {
+                        let hi = hex4(text, i)?;
+                        i += 4;
+                        let ch = if (0xD800..0xDC00).contains(&hi)
+                            && s.get(i..i + 2) == Some(b"\\u")
+                        {
+                            match hex4(text, i + 2) {
+                                Some(lo) if (0xDC00..0xE000).contains(&lo) => {
+                                    i += 6;
+                                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                                }
+                                Some(_) => None,
+                                None => return None,
+                            }
+                        } else {
+                            char::from_u32(hi)
+                        };
+                        unesc.push(ch.unwrap_or('\u{FFFD}'));
+                    }
+                    _ => return None,
+                }
+            }
+            0..=0x1f => return None,
+            _ => {
+                // Copy a run of plain bytes.
+                let run = i;
+                i = skip_plain(s, i);
+                unesc.push_str(text.get(run..i)?);
+            }
+        }
+    }
+    let len = unesc.len() - out_start;
+    if len >= OWNED as usize {
+        return None;
+    }
+    Some((
+        SRef {
             off: out_start as u32,
             len: len as u32 | OWNED,
-        })
-    }
+        },
+        i,
+    ))
+}
 
-    fn hex4(&mut self) -> Option<u32> {
-        let h = self.doc.src.get(self.i..self.i + 4)?;
-        let v = u32::from_str_radix(h, 16).ok()?;
-        if !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        self.i += 4;
-        Some(v)
+fn hex4(text: &str, i: usize) -> Option<u32> {
+    let h = text.get(i..i + 4)?;
+    if !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
     }
-
-    fn enter(&mut self) -> Option<()> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            None
-        } else {
-            Some(())
-        }
-    }
-
-    fn array(&mut self) -> Option<Node> {
-        self.enter()?;
-        self.i += 1;
-        let mark = self.stack_nodes.len();
-        self.ws();
-        if self.s.get(self.i) == Some(&b']') {
-            self.i += 1;
-        } else {
-            loop {
-                self.ws();
-                let v = self.value()?;
-                self.stack_nodes.push(v);
-                self.stack_keys.push(NO_KEY);
-                self.ws();
-                match self.s.get(self.i)? {
-                    b',' => self.i += 1,
-                    b']' => {
-                        self.i += 1;
-                        break;
-                    }
-                    _ => return None,
-                }
-            }
-        }
-        self.depth -= 1;
-        let first = self.doc.nodes.len() as u32;
-        let len = (self.stack_nodes.len() - mark) as u32;
-        self.doc
-            .nodes
-            .extend_from_slice(self.stack_nodes.get(mark..).unwrap_or(&[]));
-        self.doc
-            .keys
-            .extend_from_slice(self.stack_keys.get(mark..).unwrap_or(&[]));
-        self.stack_nodes.truncate(mark);
-        self.stack_keys.truncate(mark);
-        Some(Node::Arr { first, len })
-    }
-
-    fn object(&mut self) -> Option<Node> {
-        self.enter()?;
-        self.i += 1;
-        let mark = self.stack_nodes.len();
-        self.ws();
-        if self.s.get(self.i) == Some(&b'}') {
-            self.i += 1;
-        } else {
-            loop {
-                self.ws();
-                if self.s.get(self.i) != Some(&b'"') {
-                    return None;
-                }
-                let k = self.string()?;
-                self.ws();
-                if self.s.get(self.i) != Some(&b':') {
-                    return None;
-                }
-                self.i += 1;
-                self.ws();
-                let v = self.value()?;
-                self.stack_nodes.push(v);
-                self.stack_keys.push(k);
-                self.ws();
-                match self.s.get(self.i)? {
-                    b',' => self.i += 1,
-                    b'}' => {
-                        self.i += 1;
-                        break;
-                    }
-                    _ => return None,
-                }
-            }
-        }
-        self.depth -= 1;
-        let first = self.doc.nodes.len() as u32;
-        let len = (self.stack_nodes.len() - mark) as u32;
-        self.doc
-            .nodes
-            .extend_from_slice(self.stack_nodes.get(mark..).unwrap_or(&[]));
-        self.doc
-            .keys
-            .extend_from_slice(self.stack_keys.get(mark..).unwrap_or(&[]));
-        self.stack_nodes.truncate(mark);
-        self.stack_keys.truncate(mark);
-        let mut index = u32::MAX;
-        if len > INDEX_THRESHOLD {
-            let mut order: Vec<u32> = (0..len).collect();
-            let doc = &self.doc;
-            order.sort_by(|&a, &b| {
-                let ka = doc.key((first + a) as usize);
-                let kb = doc.key((first + b) as usize);
-                match ka.cmp(kb) {
-                    Ordering::Equal => a.cmp(&b),
-                    o => o,
-                }
-            });
-            index = self.doc.sorted.len() as u32;
-            self.doc.sorted.extend(order);
-        }
-        Some(Node::Obj { first, len, index })
-    }
+    u32::from_str_radix(h, 16).ok()
 }
 
 #[cfg(test)]
@@ -730,6 +790,78 @@ mod tests {
             assert!(matches!(v, Some(Node::Int(x)) if x == i));
         }
         assert!(d.root().get("nope").is_none());
+    }
+
+    use proptest::prelude::*;
+    use serde_json::Value as J;
+
+    fn arb_json() -> impl Strategy<Value = J> {
+        let leaf = prop_oneof![
+            Just(J::Null),
+            any::<bool>().prop_map(J::Bool),
+            any::<i64>().prop_map(J::from),
+            (-1e6f64..1e6).prop_map(J::from),
+            any::<f64>().prop_map(J::from),
+            any::<String>().prop_map(J::String),
+            "[a-z\"\\\\/\u{0}-\u{1f}é😀 ]{0,12}".prop_map(J::String),
+        ];
+        leaf.prop_recursive(5, 64, 16, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(J::Array),
+                prop::collection::vec(("[a-z\"\\\\é]{0,4}", inner), 0..16)
+                    .prop_map(|v| J::Object(v.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Any JSON document (compact or pretty) parses to the same value.
+        #[test]
+        fn parses_what_serde_json_writes(v in arb_json(), pretty in any::<bool>()) {
+            let text = if pretty {
+                serde_json::to_string_pretty(&v).expect("serializable")
+            } else {
+                v.to_string()
+            };
+            let d = Doc::parse(&text);
+            prop_assert!(d.is_some(), "{}", text);
+            prop_assert_eq!(d.map(|d| d.root().to_serde()), Some(v));
+        }
+
+        /// One-character edits of a document are accepted exactly when serde_json
+        /// accepts them.
+        #[test]
+        fn accepts_what_serde_json_accepts(
+            v in arb_json(),
+            at in any::<prop::sample::Index>(),
+            edit in prop_oneof![
+                Just(None),
+                prop::sample::select(&[
+                    '{', '}', '[', ']', ',', ':', '"', '\\', ' ', '\n', '0', '1', '-', '+', '.',
+                    'e', 'E', 't', 'n', 'u', '\u{1}', 'x',
+                ][..]).prop_map(Some),
+            ],
+            delete in any::<bool>(),
+        ) {
+            let mut text = v.to_string();
+            let bounds: Vec<usize> = (0..=text.len()).filter(|&i| text.is_char_boundary(i)).collect();
+            let i = bounds[at.index(bounds.len())];
+            if delete && i < text.len() {
+                text.remove(i);
+            }
+            if let Some(c) = edit {
+                text.insert(i, c);
+            }
+            // (Values are not compared: serde_json's default float parsing may be
+            // 1 ulp off for 17-digit numbers; ours is correctly rounded.)
+            let ours = Doc::parse(&text).is_some();
+            let theirs = serde_json::from_str::<J>(&text);
+            // serde_json refuses numbers beyond f64's range; we read them as infinity.
+            let out_of_range = matches!(&theirs, Err(e) if e.to_string().contains("out of range"));
+            if !out_of_range {
+                prop_assert_eq!(ours, theirs.is_ok(), "{:?}", text);
+            }
+        }
     }
 
     #[test]

@@ -409,13 +409,48 @@ impl<'r> Eval<'r> {
         Ok(Flow::Normal)
     }
 
+    /// `$var.a.b…` over the body document when every step is a member lookup that
+    /// succeeds: the node reached, without building `Value`s. `None` means "take the
+    /// general path" (which gives the same result for these chains; they have no
+    /// side effects, so trying this first is safe).
+    #[inline]
+    fn doc_chain(&self, r: &RefExpr) -> Option<DRef<'r>> {
+        let Some(Value::Doc(d)) = self.vars.get(r.root as usize) else {
+            return None;
+        };
+        let mut d = *d;
+        for p in &r.parts {
+            match p {
+                Access::Prop(name) => d = d.get(name)?,
+                _ => return None,
+            }
+        }
+        Some(d)
+    }
+
     fn render_ref(&mut self, r: &'r RefExpr) -> R<()> {
+        // Fast path: body values render straight into the output.
+        if let Some(d) = self.doc_chain(r) {
+            match d.node() {
+                DNode::Null => {}
+                DNode::Str(_) => self.out.push_str(d.str().unwrap_or("")),
+                DNode::Int(i) => java::fmt_int(i, &mut self.out),
+                _ => return self.write(&Value::from_doc(d)),
+            }
+            return self.check_out();
+        }
         // Fast path: $util.escapeJavaScript(x) writes straight into the output.
         if r.root == SLOT_UTIL && r.parts.len() == 1 {
             if let (Value::Util, Access::Method(m, args)) =
                 (&self.vars[SLOT_UTIL as usize], &r.parts[0])
             {
                 if m.id == MethodId::EscapeJavaScript && args.len() == 1 {
+                    if let Expr::Ref(ar) = &args[0] {
+                        if let Some(s) = self.doc_chain(ar).and_then(DRef::str) {
+                            java::escape_javascript(s, &mut self.out);
+                            return self.check_out();
+                        }
+                    }
                     let v = self.expr(&args[0])?;
                     match v.as_str() {
                         Some(s) => java::escape_javascript(s, &mut self.out),
@@ -1598,6 +1633,9 @@ impl<'r> Eval<'r> {
             M::Params => {
                 if a.n == 0 {
                     return Ok(Value::Params);
+                }
+                if let Some(name) = a.get(0).as_str() {
+                    return Ok(Value::BStr(self.input_param(name)));
                 }
                 let name = self.key_string(a.get(0))?;
                 Ok(Value::BStr(self.input_param(&name)))

@@ -20,6 +20,9 @@ pub(crate) fn fmt_double(d: f64, out: &mut String) {
     }
     let abs = d.abs();
     if (1e-3..1e7).contains(&abs) {
+        if short_decimal(d, out) {
+            return;
+        }
         // Plain notation, shortest round-trip digits, at least one fractional digit
         // (zmij prints exactly that in this range).
         let mut b = zmij::Buffer::new();
@@ -45,6 +48,45 @@ pub(crate) fn fmt_double(d: f64, out: &mut String) {
     }
     out.push('E');
     out.push_str(exp);
+}
+
+/// Fast path of `fmt_double` for `1e-3 <= |d| < 1e7` with at most 6 decimals (prices,
+/// quantities): finds the fewest decimals `k` for which `m / 10^k` (integer `m`) reads
+/// back as exactly `d`. In this range consecutive candidates at `k <= 6` are at least
+/// 1e-6 apart while `d`'s rounding interval is under 2e-9 wide, so that `m` is the
+/// only such candidate and the digits are the shortest round-trip ones (what zmij
+/// prints). Returns false (nothing written) when no `k <= 6` works.
+#[inline]
+fn short_decimal(d: f64, out: &mut String) -> bool {
+    const P: [f64; 7] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6];
+    const PI: [u64; 7] = [1, 10, 100, 1000, 10_000, 100_000, 1_000_000];
+    let abs = d.abs();
+    for k in 0..P.len() {
+        let m = (abs * P[k]).round();
+        if m / P[k] != abs {
+            continue;
+        }
+        // m < 1e13: exact in u64.
+        let m = m as u64;
+        let (int, frac) = (m / PI[k], m % PI[k]);
+        if d < 0.0 {
+            out.push('-');
+        }
+        let mut b = itoa::Buffer::new();
+        out.push_str(b.format(int));
+        out.push('.');
+        if k == 0 {
+            out.push('0');
+        } else {
+            let f = b.format(frac);
+            for _ in f.len()..k {
+                out.push('0');
+            }
+            out.push_str(f);
+        }
+        return true;
+    }
+    false
 }
 
 /// Append an integer.
@@ -419,6 +461,55 @@ pub(crate) fn translate_java_replacement(r: &str, group_count: usize) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `short_decimal` fast path prints exactly what the zmij path prints.
+    #[test]
+    fn short_decimal_matches_shortest_digits() {
+        let zmij_plain = |x: f64| {
+            let mut b = zmij::Buffer::new();
+            let s = b.format_finite(x).to_string();
+            if s.contains('.') {
+                s
+            } else {
+                s + ".0"
+            }
+        };
+        let check = |x: f64| {
+            if !(1e-3..1e7).contains(&x.abs()) {
+                return;
+            }
+            let mut s = String::new();
+            if short_decimal(x, &mut s) {
+                assert_eq!(s, zmij_plain(x), "{x:e}");
+            }
+        };
+        // Decimals with up to 7 fractional digits, both signs, near powers of ten.
+        for m in (0..1_000_000u64).step_by(11) {
+            for k in 0..8 {
+                let x = m as f64 / 10f64.powi(k);
+                check(x);
+                check(-x);
+            }
+        }
+        for e in -3..7 {
+            let p = 10f64.powi(e);
+            for x in [p, p * (1.0 + f64::EPSILON), p * (1.0 - f64::EPSILON / 2.0)] {
+                check(x);
+                check(-x);
+            }
+        }
+        // Pseudo-random doubles in range (mostly not short: must be refused or equal).
+        let mut st = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..300_000 {
+            st ^= st << 13;
+            st ^= st >> 7;
+            st ^= st << 17;
+            let x = (st >> 11) as f64 / (1u64 << 53) as f64 * 1e7;
+            check(x);
+            check((x * 1e6).round() / 1e6);
+            check((x * 100.0).round() / 100.0);
+        }
+    }
 
     fn d(x: f64) -> String {
         let mut s = String::new();
