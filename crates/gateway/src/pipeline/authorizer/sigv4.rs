@@ -298,10 +298,11 @@ pub fn verify(
     let now = req.now_secs;
     match p.expires {
         Some(exp) if p.presigned => {
-            if now > t + exp {
+            // Saturating: X-Amz-Expires is client input and may be huge.
+            if now > t.saturating_add(exp) {
                 return Err(invalid_signature(format!(
                     "Signature expired: {} is now earlier than {} ({} - {} sec.)",
-                    amz_date(t + exp),
+                    amz_date(t.saturating_add(exp)),
                     amz_date(now),
                     amz_date(now),
                     exp
@@ -351,39 +352,46 @@ pub fn verify(
         canonical_headers.push_str(&values.join(","));
         canonical_headers.push('\n');
     }
-    let payload_hash = if p.presigned {
-        crate::pipeline::route::parse_query(req.raw_query)
+    // Presigned URLs: generic SigV4 signers (botocore's SigV4QueryAuth) hash the body, S3-style
+    // ones sign UNSIGNED-PAYLOAD; either is accepted unless the query names the hash.
+    let payload_hashes: Vec<String> = if p.presigned {
+        match crate::pipeline::route::parse_query(req.raw_query)
             .into_iter()
             .find(|(k, _)| k == "X-Amz-Content-Sha256")
-            .map_or_else(|| "UNSIGNED-PAYLOAD".to_string(), |(_, v)| v)
+        {
+            Some((_, v)) => vec![v],
+            None => vec![hex_sha256(req.body), "UNSIGNED-PAYLOAD".to_string()],
+        }
     } else {
         match req
             .headers
             .get("x-amz-content-sha256")
             .and_then(|v| v.to_str().ok())
         {
-            Some("UNSIGNED-PAYLOAD") => "UNSIGNED-PAYLOAD".to_string(),
-            _ => hex_sha256(req.body),
+            Some("UNSIGNED-PAYLOAD") => vec!["UNSIGNED-PAYLOAD".to_string()],
+            _ => vec![hex_sha256(req.body)],
         }
     };
-    let canonical = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        req.method,
-        uri_encode(req.raw_path.as_bytes(), true),
-        canonical_query(req.raw_query, p.presigned),
-        canonical_headers,
-        p.signed_headers.join(";"),
-        payload_hash
-    );
     let scope = format!(
         "{}/{}/{}/aws4_request",
         p.scope_date, p.scope_region, p.scope_service
     );
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{}\n{scope}\n{}",
-        p.amz_date,
-        hex_sha256(canonical.as_bytes())
-    );
+    let string_to_sign = |payload_hash: &str| {
+        let canonical = format!(
+            "{}\n{}\n{}\n{}\n{}\n{}",
+            req.method,
+            uri_encode(req.raw_path.as_bytes(), true),
+            canonical_query(req.raw_query, p.presigned),
+            canonical_headers,
+            p.signed_headers.join(";"),
+            payload_hash
+        );
+        format!(
+            "{ALGORITHM}\n{}\n{scope}\n{}",
+            p.amz_date,
+            hex_sha256(canonical.as_bytes())
+        )
+    };
     let k_date = hmac_sha256(
         format!("AWS4{}", identity.secret).as_bytes(),
         p.scope_date.as_bytes(),
@@ -394,12 +402,13 @@ pub fn verify(
     let Ok(given) = hex::decode(&p.signature) else {
         return Err(mismatch());
     };
-    hmac::verify(
-        &hmac::Key::new(hmac::HMAC_SHA256, &k_signing),
-        string_to_sign.as_bytes(),
-        &given,
-    )
-    .map_err(|_| mismatch())?;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &k_signing);
+    if !payload_hashes
+        .iter()
+        .any(|h| hmac::verify(&key, string_to_sign(h).as_bytes(), &given).is_ok())
+    {
+        return Err(mismatch());
+    }
     Ok(Some(Caller {
         access_key: p.access_key,
         arn: identity.arn.clone(),
