@@ -16,9 +16,12 @@ mod remote;
 mod runtime_api;
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use turnpike_model::functions::{FunctionConfig, FunctionDef, DEFAULT_CONCURRENCY};
 
 /// Lambda's synchronous request payload limit (6 MB).
@@ -125,7 +128,7 @@ pub enum LambdaError {
 }
 
 /// Region and account used in ARNs and the functions' environment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub region: String,
     pub account_id: String,
@@ -147,20 +150,61 @@ enum Backend {
 
 struct Function {
     backend: Backend,
+    /// What it was built from: a reload keeps the function (and its warm processes) when this
+    /// is unchanged.
+    config: FunctionConfig,
+}
+
+impl Function {
+    /// Lets the invocations in flight finish (at most the function's timeout plus a margin, or
+    /// until `now` is cancelled), then stops the function's processes.
+    async fn retire(&self, now: CancellationToken) {
+        if let Backend::Local(p) = &self.backend {
+            tokio::select! {
+                _ = p.drained() => {}
+                _ = now.cancelled() => {}
+            }
+            p.shutdown().await;
+        }
+    }
+}
+
+/// One generation of the registry: what a project file defines.
+struct Table {
+    functions: HashMap<String, Arc<Function>>,
+    settings: Settings,
 }
 
 /// The function registry: every function of the project, by name.
+///
+/// A reload ([`Functions::reload`]) builds a new generation and swaps it in; invocations that
+/// already started finish on the function they found, whose processes are stopped once they
+/// are done. Callers keep one `Arc<Functions>` for the life of the gateway.
 pub struct Functions {
-    functions: HashMap<String, Function>,
-    settings: Settings,
+    table: RwLock<Arc<Table>>,
+    /// Retiring generations' drain-then-stop tasks.
+    retiring: TaskTracker,
+    /// Cancelled by [`Functions::shutdown`]: retiring functions stop without waiting.
+    stopping: CancellationToken,
 }
 
 impl std::fmt::Debug for Functions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut names: Vec<&String> = self.functions.keys().collect();
-        names.sort();
-        f.debug_struct("Functions").field("names", &names).finish()
+        f.debug_struct("Functions")
+            .field("names", &self.names())
+            .finish()
     }
+}
+
+/// What [`Functions::reload`] did, by function name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// New or changed: fresh instances start on their next invocation.
+    pub started: Vec<String>,
+    /// Unchanged: warm processes kept.
+    pub kept: Vec<String>,
+    /// Changed or removed: processes stop once their invocations in flight are done.
+    pub retired: Vec<String>,
 }
 
 /// A parsed function reference: a name, `name:qualifier`, or a (partial) Lambda ARN.
@@ -192,49 +236,80 @@ impl FunctionRef {
 impl Functions {
     /// A registry with no functions (every invoke answers [`InvokeError::NotFound`]).
     pub fn empty() -> Self {
-        Functions {
+        Functions::from_table(Table {
             functions: HashMap::new(),
             settings: Settings::default(),
+        })
+    }
+
+    fn from_table(table: Table) -> Self {
+        Functions {
+            table: RwLock::new(Arc::new(table)),
+            retiring: TaskTracker::new(),
+            stopping: CancellationToken::new(),
         }
     }
 
     /// Builds the registry. Nothing starts yet: local processes start on their first
     /// invocation. Must be called inside a Tokio runtime.
     pub fn new(defs: &[FunctionDef], settings: Settings) -> Result<Self, LambdaError> {
-        let mut functions = HashMap::new();
-        for def in defs {
-            let backend = build_backend(&def.name, &def.config, &settings)?;
-            functions.insert(def.name.clone(), Function { backend });
-        }
-        Ok(Functions {
-            functions,
-            settings,
-        })
+        let (table, _) = build_table(defs, settings, None)?;
+        Ok(Functions::from_table(table))
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
+    /// The current generation.
+    fn current(&self) -> Arc<Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the registry with the functions of `defs` (a reloaded project file). Unchanged
+    /// functions keep their warm processes; changed and removed ones are retired: their
+    /// invocations in flight finish, then their processes stop. On error nothing changes.
+    pub fn reload(
+        &self,
+        defs: &[FunctionDef],
+        settings: Settings,
+    ) -> Result<ReloadSummary, LambdaError> {
+        let old = self.current();
+        let (table, mut summary) = build_table(defs, settings, Some(&old))?;
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+        let new = self.current();
+        for (name, f) in &old.functions {
+            let kept = new.functions.get(name).is_some_and(|n| Arc::ptr_eq(n, f));
+            if !kept {
+                summary.retired.push(name.clone());
+                let f = f.clone();
+                let now = self.stopping.clone();
+                self.retiring.spawn(async move { f.retire(now).await });
+            }
+        }
+        summary.started.sort();
+        summary.kept.sort();
+        summary.retired.sort();
+        Ok(summary)
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.current().settings.clone()
     }
 
     /// Whether a function of this name (or ARN) exists.
     pub fn contains(&self, function: &str) -> bool {
-        self.functions
+        self.current()
+            .functions
             .contains_key(&FunctionRef::parse(function).name)
     }
 
     /// Function names, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.functions.keys().cloned().collect();
+        let mut v: Vec<String> = self.current().functions.keys().cloned().collect();
         v.sort();
         v
     }
 
     /// `arn:aws:lambda:{region}:{account}:function:{name}`.
     pub fn arn(&self, name: &str) -> String {
-        format!(
-            "arn:aws:lambda:{}:{}:function:{name}",
-            self.settings.region, self.settings.account_id
-        )
+        arn_of(&self.current().settings, name)
     }
 
     /// Invokes `function` synchronously (`RequestResponse`) with a JSON `payload`.
@@ -250,8 +325,9 @@ impl Functions {
         opts: InvokeOptions,
     ) -> Result<InvokeOutput, InvokeError> {
         let r = FunctionRef::parse(function);
-        let Some(f) = self.functions.get(&r.name) else {
-            return Err(InvokeError::NotFound(self.arn(&r.name)));
+        let table = self.current();
+        let Some(f) = table.functions.get(&r.name) else {
+            return Err(InvokeError::NotFound(arn_of(&table.settings, &r.name)));
         };
         if payload.len() > MAX_REQUEST_PAYLOAD {
             return Err(InvokeError::RequestTooLarge {
@@ -271,7 +347,8 @@ impl Functions {
 
     /// Local processes currently alive (all functions).
     pub fn running_processes(&self) -> usize {
-        self.functions
+        self.current()
+            .functions
             .values()
             .map(|f| match &f.backend {
                 Backend::Local(p) => p.running(),
@@ -283,12 +360,60 @@ impl Functions {
     /// Stops every local process (process group kill) and waits until they are gone. Later
     /// invocations answer [`InvokeError::ShuttingDown`].
     pub async fn shutdown(&self) {
-        for f in self.functions.values() {
+        self.stopping.cancel();
+        for f in self.current().functions.values() {
             if let Backend::Local(p) = &f.backend {
                 p.shutdown().await;
             }
         }
+        self.retiring.close();
+        self.retiring.wait().await;
     }
+}
+
+fn arn_of(settings: &Settings, name: &str) -> String {
+    format!(
+        "arn:aws:lambda:{}:{}:function:{name}",
+        settings.region, settings.account_id
+    )
+}
+
+/// Builds a generation, reusing the functions of `old` whose definition (and the settings) did
+/// not change.
+fn build_table(
+    defs: &[FunctionDef],
+    settings: Settings,
+    old: Option<&Table>,
+) -> Result<(Table, ReloadSummary), LambdaError> {
+    let mut functions = HashMap::new();
+    let mut summary = ReloadSummary::default();
+    let reusable = old.filter(|o| o.settings == settings);
+    for def in defs {
+        let same = reusable
+            .and_then(|o| o.functions.get(&def.name))
+            .filter(|f| f.config == def.config);
+        let f = match same {
+            Some(f) => {
+                summary.kept.push(def.name.clone());
+                f.clone()
+            }
+            None => {
+                summary.started.push(def.name.clone());
+                Arc::new(Function {
+                    backend: build_backend(&def.name, &def.config, &settings)?,
+                    config: def.config.clone(),
+                })
+            }
+        };
+        functions.insert(def.name.clone(), f);
+    }
+    Ok((
+        Table {
+            functions,
+            settings,
+        },
+        summary,
+    ))
 }
 
 fn build_backend(

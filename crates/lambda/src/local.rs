@@ -133,6 +133,17 @@ impl Pool {
         self.running.load(Ordering::SeqCst)
     }
 
+    /// Resolves once no invocation is running or queued, or after the longest an invocation can
+    /// take. Meant for a retired pool, which gets no new callers: the slots stay taken so a
+    /// straggler waits for the shutdown instead of starting a process.
+    pub async fn drained(&self) {
+        let longest = self.spec.timeout + INIT_TIMEOUT + Duration::from_secs(1);
+        let all = u32::try_from(self.spec.concurrency).unwrap_or(u32::MAX);
+        if let Ok(Ok(p)) = tokio::time::timeout(longest, self.permits.acquire_many(all)).await {
+            p.forget();
+        }
+    }
+
     pub async fn shutdown(&self) {
         self.stop.cancel();
         self.permits.close();

@@ -123,14 +123,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let local = listener.local_addr()?;
         print_invoke_urls(&project, local);
         let functions = Arc::new(
-            turnpike_lambda::Functions::new(
-                &project.functions,
-                turnpike_lambda::Settings {
-                    region: project.region.clone(),
-                    account_id: project.account_id.clone(),
-                },
-            )
-            .context("setting up the project's functions")?,
+            turnpike_lambda::Functions::new(&project.functions, lambda_settings(&project))
+                .context("setting up the project's functions")?,
         );
         let gateway = Arc::new(
             Gateway::new(runtime, Limits::default())
@@ -162,6 +156,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("turnpike stopped");
         anyhow::Ok(ExitCode::SUCCESS)
     })
+}
+
+fn lambda_settings(project: &Project) -> turnpike_lambda::Settings {
+    turnpike_lambda::Settings {
+        region: project.region.clone(),
+        account_id: project.account_id.clone(),
+    }
 }
 
 fn print_invoke_urls(project: &Project, local: SocketAddr) {
@@ -290,6 +291,22 @@ fn watch(
             match built {
                 Ok(Ok((project, runtime))) => {
                     print_diagnostics(&project.warnings);
+                    // Functions first: the new deployment may name functions only the new
+                    // registry has. Retired functions stop after their invocations in flight.
+                    match gateway
+                        .functions
+                        .reload(&project.functions, lambda_settings(&project))
+                    {
+                        Ok(s) => {
+                            if !(s.started.is_empty() && s.retired.is_empty()) {
+                                tracing::info!(started = ?s.started, retired = ?s.retired, kept = ?s.kept, "functions reloaded");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "reload failed; still serving the previous deployment");
+                            continue;
+                        }
+                    }
                     if let Some(store) = gateway.access().store.clone() {
                         let access = runtime.access.clone();
                         let synced = tokio::task::spawn_blocking(move || {

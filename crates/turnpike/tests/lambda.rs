@@ -629,3 +629,85 @@ async fn remote_invoke_endpoint() {
     assert_eq!(ev["requestContext"]["stage"], "dev");
     stop(&mut tp);
 }
+
+/// Editing `functions:` while serving: changed and added functions take effect, invocations in
+/// flight finish on the old process, which then stops; unchanged functions stay warm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_rebuilds_functions() {
+    let dir = temp_dir();
+    let mut paths = serde_json::Map::new();
+    for (path, f) in [("/py", "py"), ("/keep", "keep"), ("/added", "added")] {
+        paths.insert(path.into(), json!({"get": proxy_op(f)}));
+    }
+    let paths = Value::Object(paths);
+    let before = format!("{}{}", py_fn("py", ""), py_fn("keep", ""));
+    let file = setup(dir.path(), paths.clone(), &before, "");
+    let mut tp = Turnpike::serve_with(&file, &[]);
+    let r = get(&tp.url("/dev/py")).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), tp.stderr());
+    let info = &r.json()["info"];
+    assert_eq!(info["env"]["CUSTOM"], "custom-value");
+    let old_pid = info["pid"].as_u64().expect("pid");
+    let keep_pid = get(&tp.url("/dev/keep")).await.json()["info"]["pid"].as_u64();
+    assert!(keep_pid.is_some());
+    let r = get(&tp.url("/dev/added")).await;
+    assert_eq!(r.status, 500, "not defined yet");
+
+    // An invocation in flight on the old process while the file changes.
+    let slow_url = tp.url("/dev/py?mode=sleep&seconds=2");
+    let slow = tokio::spawn(async move { get(&slow_url).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let changed = py_fn("py", "")
+        .replace("custom-value", "changed-value")
+        .replace("handler: app.handler", "handler: app.handler_v2");
+    let after = format!(
+        "{changed}{}{}",
+        py_fn("keep", ""),
+        plain_fn("added", "ok", "")
+    );
+    setup(dir.path(), paths, &after, "");
+    assert!(
+        tp.wait_stderr("definition reloaded", WAIT),
+        "{}",
+        tp.stderr()
+    );
+    assert!(
+        tp.stderr().contains("functions reloaded"),
+        "{}",
+        tp.stderr()
+    );
+
+    // The new definition serves new invocations, in a new process.
+    let r = get(&tp.url("/dev/py")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let info = &r.json()["info"];
+    assert_eq!(info["env"]["CUSTOM"], "changed-value");
+    assert_eq!(info["env"]["_HANDLER"], "app.handler_v2");
+    let new_pid = info["pid"].as_u64().expect("pid");
+    assert_ne!(new_pid, old_pid);
+    assert_eq!(get(&tp.url("/dev/added")).await.status, 201);
+    let r = get(&tp.url("/dev/keep")).await;
+    assert_eq!(
+        r.json()["info"]["pid"].as_u64(),
+        keep_pid,
+        "unchanged: still warm"
+    );
+
+    // The old process finished its invocation, then went away.
+    let r = slow.await.expect("slow request task");
+    assert_eq!(
+        (r.status, r.text()),
+        (200, old_pid.to_string()),
+        "in-flight invocation completed on the old process"
+    );
+    let gone = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pid_alive(old_pid) && std::time::Instant::now() < gone {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!pid_alive(old_pid), "retired process {old_pid} left behind");
+
+    stop(&mut tp);
+    for pid in [Some(new_pid), keep_pid].into_iter().flatten() {
+        assert!(!pid_alive(pid), "function process {pid} outlived turnpike");
+    }
+}
