@@ -175,8 +175,13 @@ pub fn route(
             None,
         )));
     }
-    let host = host_of(&req).map(str::to_string);
-    let target = address::resolve(host.as_deref(), req.uri().path());
+    let (parts, body) = req.into_parts();
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    let target = address::resolve(host, parts.uri.path());
     let Some(api) = runtime.api(target.api_id.as_deref()).cloned() else {
         let body = match &target.api_id {
             Some(id) => format!("{{\"message\":\"The API id '{id}' does not correspond to a deployed API Gateway API\"}}"),
@@ -199,9 +204,8 @@ pub fn route(
     };
     ctx.stage = stage.name.clone();
     ctx.path = format!("/{}{}", stage.name, target.path);
-    let resource_path = target.path.to_string();
+    let resource_path = target.path;
 
-    let (parts, body) = req.into_parts();
     let query = parse_query(parts.uri.query());
     let fail = |err: GatewayError,
                 ctx: &RequestContext,
@@ -234,7 +238,7 @@ pub fn route(
     }
 
     let method = parts.method.as_str();
-    let Some(m) = api.router.find(&resource_path, |i| {
+    let Some(m) = api.router.find(resource_path, |i| {
         api.resources
             .get(i)
             .is_some_and(|r| r.method(method).is_some())
@@ -258,7 +262,14 @@ pub fn route(
     // Hop-by-hop and framing headers never reach the integration: they are invisible to
     // mappings and templates too (`$input.params('Connection')` is empty, recorded on AWS).
     let mut parts = parts;
-    for name in HIDDEN_REQUEST_HEADERS {
+    // One pass over the (few) headers present instead of twelve lookups by name.
+    let hidden: Vec<http::HeaderName> = parts
+        .headers
+        .keys()
+        .filter(|k| HIDDEN_REQUEST_HEADERS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for name in hidden {
         parts.headers.remove(name);
     }
     let inv = Invocation {

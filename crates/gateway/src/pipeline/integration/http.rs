@@ -64,7 +64,12 @@ const DROPPED_AFTER_MAPPING: [&str; 6] = [
 ];
 
 fn drop_hop_by_hop(h: &mut HeaderMap) {
-    for name in DROPPED_AFTER_MAPPING {
+    let present: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| DROPPED_AFTER_MAPPING.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for name in present {
         h.remove(name);
     }
 }

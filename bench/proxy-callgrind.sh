@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# User-space instructions per proxied request, counted by callgrind: a figure that does not
+# move when other processes share the machine (wall-clock rps and CPU time do).
+#
+#   bench/proxy-callgrind.sh [BIN...]     # default: the release build in $CARGO_TARGET_DIR
+#   REQUESTS=3000 CONNS=8 bench/proxy-callgrind.sh old-turnpike new-turnpike
+#
+# For each binary: starts the bench upstream (nginx `return 200`), runs `turnpike serve` of the
+# same generated HTTP_PROXY project as proxy-bench.py under callgrind with one worker thread,
+# warms up, zeroes the counters, sends REQUESTS keep-alive requests over CONNS connections,
+# dumps the counters and prints Ir/request (all threads). The top functions go to
+# bench/results/callgrind-<stamp>/. Kernel work (syscalls) is not counted: see proxy-bench.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REQUESTS=${REQUESTS:-3000}
+CONNS=${CONNS:-8}
+UP_PORT=${UPSTREAM_PORT:-18290}
+TP_PORT=${TURNPIKE_PORT:-18291}
+TARGET=${CARGO_TARGET_DIR:-target}
+BINS=("$@")
+if [ ${#BINS[@]} -eq 0 ]; then
+  cargo build --release -p turnpike >&2
+  BINS=("$TARGET/release/turnpike")
+fi
+for tool in valgrind callgrind_control nginx curl python3; do
+  command -v "$tool" >/dev/null || { echo "needs $tool (bench/setup.sh; apt-get install valgrind)" >&2; exit 1; }
+done
+OUT="bench/results/callgrind-$(date -u +%Y%m%dT%H%M%SZ)"
+RUN="$OUT/run"
+mkdir -p "$RUN"
+RUN=$(cd "$RUN" && pwd)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+sed -e "s#@RUN@#$RUN#g" -e "s#@PORT@#$UP_PORT#g" bench/conf/nginx-upstream.conf > "$RUN/nginx-upstream.conf"
+nginx -p "$RUN" -c "$RUN/nginx-upstream.conf" &
+PIDS+=($!)
+
+cat > "$RUN/api.json" <<EOF
+{"openapi": "3.0.1", "info": {"title": "callgrind", "version": "1"},
+ "paths": {"/{proxy+}": {"x-amazon-apigateway-any-method": {
+   "parameters": [{"name": "proxy", "in": "path", "required": true, "schema": {"type": "string"}}],
+   "x-amazon-apigateway-integration": {"type": "http_proxy", "httpMethod": "ANY",
+     "uri": "http://127.0.0.1:$UP_PORT/{proxy}",
+     "requestParameters": {"integration.request.path.proxy": "method.request.path.proxy"}}}}}}
+EOF
+cat > "$RUN/turnpike.yaml" <<EOF
+throttling: {rateLimit: 1000000000, burstLimit: 1000000000}
+apis:
+  - definition: api.json
+    id: cgbench001
+    stages:
+      - name: bench
+EOF
+
+# N keep-alive requests over C connections, one thread per connection; prints 2xx count.
+cat > "$RUN/load.py" <<'EOF'
+import http.client, sys, threading
+port, total, conns = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+ok = [0] * conns
+def worker(i):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    for _ in range(total // conns):
+        c.request("GET", "/bench/hello")
+        r = c.getresponse(); r.read()
+        ok[i] += 200 <= r.status < 300
+ts = [threading.Thread(target=worker, args=(i,)) for i in range(conns)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(sum(ok))
+EOF
+
+printf '| binary | requests | Ir/request |\n|---|---:|---:|\n' > "$OUT/summary.md"
+for bin in "${BINS[@]}"; do
+  name=$(basename "$bin")
+  cg="$OUT/callgrind.$name.out"
+  TOKIO_WORKER_THREADS=1 TURNPIKE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$cg" \
+    "$bin" serve "$RUN/turnpike.yaml" --listen "127.0.0.1:$TP_PORT" --no-watch --drain-timeout 1 \
+    > "$OUT/$name.log" 2>&1 &
+  vg=$!
+  PIDS+=($vg)
+  for _ in $(seq 1 600); do
+    curl -sf "http://127.0.0.1:$TP_PORT/bench/hello" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  kill -0 "$vg" 2>/dev/null || { echo "turnpike did not start; see $OUT/$name.log" >&2; exit 1; }
+  python3 "$RUN/load.py" "$TP_PORT" 400 "$CONNS" >/dev/null        # warm-up
+  callgrind_control -z "$vg" >/dev/null
+  ok=$(python3 "$RUN/load.py" "$TP_PORT" "$REQUESTS" "$CONNS")
+  callgrind_control -d "$vg" >/dev/null
+  kill -INT "$vg"; wait "$vg" 2>/dev/null || true
+  dump=$(ls -t "$cg".* 2>/dev/null | head -1)
+  ir=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1; exit}')
+  [ "${ok:-0}" -gt 0 ] || { echo "no 2xx answers from $name; see $OUT/$name.log" >&2; exit 1; }
+  per=$(( ir / ok ))
+  callgrind_annotate --inclusive=no "$dump" 2>/dev/null | head -60 > "$OUT/top-$name.txt"
+  printf '| %s | %d | %d |\n' "$name" "$ok" "$per" | tee -a "$OUT/summary.md"
+done
+echo "[results] $OUT/summary.md"
