@@ -131,29 +131,6 @@ impl<'a> Doc<'a> {
             .unwrap_or("")
     }
 
-    /// Does key `i` equal `name`? (length first, then bytes)
-    #[inline]
-    fn key_is(&self, i: usize, name: &[u8]) -> bool {
-        let Some(e) = self.ents.get(i) else {
-            return false;
-        };
-        let r = e.key;
-        let len = (r.len & !OWNED) as usize;
-        if len != name.len() {
-            return false;
-        }
-        let base = if r.len & OWNED != 0 {
-            self.unesc.as_bytes()
-        } else {
-            self.src.as_bytes()
-        };
-        match base.get(r.off as usize..r.off as usize + len) {
-            // Keys are short: a byte loop beats a call to memcmp.
-            Some(k) => k.iter().zip(name).all(|(a, b)| a == b),
-            None => false,
-        }
-    }
-
     #[inline]
     fn key(&self, i: usize) -> &str {
         match self.ents.get(i) {
@@ -232,18 +209,33 @@ impl<'r> DRef<'r> {
         let Node::Obj { first, len, index } = self.node() else {
             return None;
         };
-        if index == u32::MAX {
-            let name = name.as_bytes();
-            let mut i = first + len;
-            while i > first {
-                i -= 1;
-                if self.doc.key_is(i as usize, name) {
-                    return Some(self.at(i));
+        if index != u32::MAX {
+            return self.get_indexed(name, first, len, index);
+        }
+        let ents = self
+            .doc
+            .ents
+            .get(first as usize..first as usize + len as usize)?;
+        let name = name.as_bytes();
+        let n = name.len();
+        for (j, e) in ents.iter().enumerate().rev() {
+            let k = e.key;
+            if (k.len & !OWNED) as usize != n {
+                continue;
+            }
+            let base = if k.len & OWNED != 0 {
+                self.doc.unesc.as_bytes()
+            } else {
+                self.doc.src.as_bytes()
+            };
+            // Keys are short: a byte loop beats a call to memcmp.
+            if let Some(kb) = base.get(k.off as usize..k.off as usize + n) {
+                if kb.iter().zip(name).all(|(a, b)| a == b) {
+                    return Some(self.at(first + j as u32));
                 }
             }
-            return None;
         }
-        self.get_indexed(name, first, len, index)
+        None
     }
 
     fn get_indexed(self, name: &str, first: u32, len: u32, index: u32) -> Option<DRef<'r>> {
@@ -314,7 +306,7 @@ static STR_SPECIAL: [bool; 256] = {
 };
 
 /// Index of the first byte at or after `i` that is `"`, `\\` or a control character.
-#[inline]
+#[inline(always)]
 fn skip_plain(s: &[u8], mut i: usize) -> usize {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
@@ -534,7 +526,8 @@ fn lit(s: &[u8], i: usize, word: &[u8]) -> Option<usize> {
 }
 
 /// `ws "key" ws :` starting at `i`; returns the key and the index after the colon.
-#[inline]
+/// (Inlined: returning the tuple through memory stalls store-to-load forwarding.)
+#[inline(always)]
 fn member_key(s: &[u8], i: usize, text: &str, unesc: &mut String) -> Option<(SRef, usize)> {
     let i = skip_ws(s, i);
     if s.get(i) != Some(&b'"') {
@@ -647,7 +640,7 @@ fn number(s: &[u8], mut i: usize) -> Option<(Node, usize)> {
 
 /// Parse a string whose opening `"` is just before `i`: a range of the source if it
 /// has no escapes, else unescaped into `unesc`. Returns the index after the closing `"`.
-#[inline]
+#[inline(always)]
 fn string(s: &[u8], start: usize, text: &str, unesc: &mut String) -> Option<(SRef, usize)> {
     let i = skip_plain(s, start);
     if *s.get(i)? == b'"' {

@@ -353,7 +353,7 @@ impl<'r> Eval<'r> {
                 } => {
                     let mut taken = None;
                     for (cond, body) in branches {
-                        if self.expr(cond)?.truthy() {
+                        if self.truthy(cond)? {
                             taken = Some(body);
                             break;
                         }
@@ -364,6 +364,16 @@ impl<'r> Eval<'r> {
                         (None, None) => None,
                     };
                     if let Some(body) = body {
+                        // A text-only branch (`#if($foreach.hasNext),#end`): same ticks
+                        // and checks as running it, without the nested call.
+                        if let [Node::Text(t)] = body.as_slice() {
+                            if self.nesting < MAX_EVAL_NESTING {
+                                self.tick()?;
+                                self.out.push_str(t);
+                                self.check_out()?;
+                                continue;
+                            }
+                        }
                         let pos = self.last_pos;
                         self.enter(pos)?;
                         let r = self.run(body);
@@ -426,6 +436,23 @@ impl<'r> Eval<'r> {
             }
         }
         Some(d)
+    }
+
+    /// `expr(e)?.truthy()`, with `$foreach.x` and body values tested without building
+    /// `Value`s.
+    #[inline]
+    fn truthy(&mut self, e: &'r Expr) -> R<bool> {
+        if let Expr::Ref(r) = e {
+            if let (Some(Value::Loop(l)), [Access::Prop(name)]) =
+                (self.vars.get(r.root as usize), r.parts.as_slice())
+            {
+                return Ok(loop_prop(l, name).truthy());
+            }
+            if let Some(d) = self.doc_chain(r) {
+                return Ok(!matches!(d.node(), DNode::Null | DNode::Bool(false)));
+            }
+        }
+        Ok(self.expr(e)?.truthy())
     }
 
     fn render_ref(&mut self, r: &'r RefExpr) -> R<()> {

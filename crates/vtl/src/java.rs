@@ -62,11 +62,11 @@ fn short_decimal(d: f64, out: &mut String) -> bool {
     const PI: [u64; 7] = [1, 10, 100, 1000, 10_000, 100_000, 1_000_000];
     let abs = d.abs();
     for k in 0..P.len() {
-        let m = (abs * P[k]).round();
-        if m / P[k] != abs {
+        // Nearest integer (`round()` is a libm call without SSE4.1); m < 1e13.
+        let m = (abs * P[k] + 0.5) as i64;
+        if m as f64 / P[k] != abs {
             continue;
         }
-        // m < 1e13: exact in u64.
         let m = m as u64;
         let (int, frac) = (m / PI[k], m % PI[k]);
         if d < 0.0 {
@@ -461,6 +461,54 @@ pub(crate) fn translate_java_replacement(r: &str, group_count: usize) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `escape_javascript` equals a char-by-char Commons Lang 2 model.
+    #[test]
+    fn escape_javascript_matches_char_model() {
+        fn model(s: &str) -> String {
+            let mut out = String::new();
+            for ch in s.chars() {
+                match ch {
+                    '"' => out.push_str("\\\""),
+                    '\'' => out.push_str("\\'"),
+                    '\\' => out.push_str("\\\\"),
+                    '/' => out.push_str("\\/"),
+                    '\n' => out.push_str("\\n"),
+                    '\t' => out.push_str("\\t"),
+                    '\r' => out.push_str("\\r"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    c if (c as u32) < 0x20 || (c as u32) >= 0x80 => {
+                        let mut units = [0u16; 2];
+                        for u in c.encode_utf16(&mut units) {
+                            out.push_str(&format!("\\u{:04X}", u));
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
+            out
+        }
+        let alphabet: Vec<char> = "ab/\\\"'\n\t\r\u{8}\u{c}\u{1}\u{1f} \u{7f}\u{80}é€😀"
+            .chars()
+            .collect();
+        let mut st = 0x2545_F491_4F6C_DD1Du64;
+        for len in 0..40 {
+            for _ in 0..400 {
+                let s: String = (0..len)
+                    .map(|_| {
+                        st ^= st << 13;
+                        st ^= st >> 7;
+                        st ^= st << 17;
+                        alphabet[(st % alphabet.len() as u64) as usize]
+                    })
+                    .collect();
+                let mut out = String::from(">");
+                escape_javascript(&s, &mut out);
+                assert_eq!(out, format!(">{}", model(&s)), "{s:?}");
+            }
+        }
+    }
 
     /// The `short_decimal` fast path prints exactly what the zmij path prints.
     #[test]
