@@ -65,6 +65,15 @@ pub fn template_text(body: &[u8], binary: bool) -> String {
     }
 }
 
+/// A payload handled as text is UTF-8 to API Gateway: bytes that are not valid UTF-8 become
+/// U+FFFD (recorded against AWS with binary bodies and no binary media type).
+fn as_text(body: Bytes) -> Bytes {
+    match String::from_utf8_lossy(&body) {
+        std::borrow::Cow::Borrowed(_) => body,
+        std::borrow::Cow::Owned(s) => Bytes::from(s),
+    }
+}
+
 /// Request side: converts a passed-through payload for the integration.
 pub fn convert_request(
     body: Bytes,
@@ -74,7 +83,8 @@ pub fn convert_request(
     match (handling, binary) {
         (Some(ContentHandling::ConvertToText), true) => Ok(base64_encode(&body)),
         (Some(ContentHandling::ConvertToBinary), false) => base64_decode(&body),
-        _ => Ok(body),
+        (_, false) => Ok(as_text(body)),
+        (_, true) => Ok(body),
     }
 }
 
@@ -93,7 +103,7 @@ pub fn convert_response(
         Some(ContentHandling::ConvertToText) => Ok(if payload_binary {
             base64_encode(&body)
         } else {
-            body
+            as_text(body)
         }),
         Some(ContentHandling::ConvertToBinary) => {
             if payload_binary {
@@ -102,9 +112,10 @@ pub fn convert_response(
                 base64_decode(&body)
             }
         }
-        None if !list_defined => Ok(body),
+        None if !list_defined => Ok(as_text(body)),
         None => match (payload_binary, accept_binary) {
-            (true, true) | (false, false) => Ok(body),
+            (true, true) => Ok(body),
+            (false, false) => Ok(as_text(body)),
             (true, false) => Ok(base64_encode(&body)),
             (false, true) => base64_decode(&body),
         },
@@ -127,6 +138,28 @@ mod tests {
         assert!(!is_binary(&list, "application/json"));
         assert!(is_binary(&["*/*".to_string()], "text/plain"));
         assert!(!is_binary(&[], "image/png"));
+    }
+
+    #[test]
+    fn text_payloads_are_utf8() {
+        let raw = Bytes::from_static(b"\x1f\x8b\x08ok");
+        let mangled = Bytes::from("\u{1f}\u{fffd}\u{8}ok");
+        assert_eq!(
+            convert_request(raw.clone(), false, None).ok(),
+            Some(mangled.clone())
+        );
+        assert_eq!(
+            convert_request(raw.clone(), true, None).ok(),
+            Some(raw.clone())
+        );
+        assert_eq!(
+            convert_response(raw.clone(), false, false, false, None).ok(),
+            Some(mangled)
+        );
+        assert_eq!(
+            convert_response(raw.clone(), true, true, true, None).ok(),
+            Some(raw)
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `$context.requestOverride`.
 
 use bytes::Bytes;
-use turnpike_model::rest::PassthroughBehavior;
+use turnpike_model::rest::{IntegrationType, PassthroughBehavior};
 use turnpike_vtl::{Limits, Params, RenderInput};
 
 use crate::error::GatewayError;
@@ -28,6 +28,10 @@ const FORBIDDEN_MAPPED_HEADERS: [&str; 4] = [
     "x-amzn-trace-id",
     "x-amzn-apigateway-api-id",
 ];
+
+/// Headers no mapping may set on `AWS` and `AWS_PROXY` integrations either (AWS answers 500).
+const FORBIDDEN_MAPPED_HEADERS_AWS: [&str; 5] =
+    ["authorization", "connection", "expect", "proxy-authenticate", "te"];
 
 /// The media type of a Content-Type/Accept value, lower-cased, parameters dropped.
 pub fn media_type(v: &str) -> String {
@@ -92,7 +96,14 @@ pub fn map_parameters(inv: &Invocation, body: &[u8]) -> Result<IntegrationReques
         };
         match target {
             RequestTarget::Header => {
-                if FORBIDDEN_MAPPED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                let lower = name.to_ascii_lowercase();
+                let aws_type = matches!(
+                    inv.method.integration.kind,
+                    IntegrationType::Aws | IntegrationType::AwsProxy
+                );
+                if FORBIDDEN_MAPPED_HEADERS.contains(&lower.as_str())
+                    || (aws_type && FORBIDDEN_MAPPED_HEADERS_AWS.contains(&lower.as_str()))
+                {
                     return Err(GatewayError::internal(format!(
                         "mapping into reserved header {name} is not allowed"
                     )));

@@ -182,7 +182,8 @@ pub async fn invoke(
         .integration
         .http_method
         .clone()
-        .unwrap_or(http::Method::POST);
+        // `ANY`: the client's method, as on HTTP integrations (e.g. one S3 resource for GET/PUT).
+        .unwrap_or_else(|| inv.parts.method.clone());
     if !headers.contains_key(header::CONTENT_TYPE)
         && !matches!(method, http::Method::GET | http::Method::HEAD)
     {

@@ -147,6 +147,8 @@ pub async fn proxy(
         ));
     }
     let function = target_function(gw, inv)?;
+    // The event carries no mapped parameters, but AWS still rejects reserved header mappings.
+    integration_request::map_parameters(inv, &body)?;
     let content_type = inv
         .parts
         .headers
