@@ -76,9 +76,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let gw = gateway.clone();
+        let client = pipeline::Client::new(peer);
         let service = service_fn(move |req| {
             let gw = gw.clone();
-            async move { Ok::<_, Infallible>(pipeline::handle(&gw, req, peer).await) }
+            let client = client.clone();
+            async move { Ok::<_, Infallible>(pipeline::handle(&gw, req, &client).await) }
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)

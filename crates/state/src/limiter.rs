@@ -62,11 +62,20 @@ impl RateLimiter for MemoryLimiter {
         }
         // A zero burst still lets a rate >= 1 through one request at a time.
         let cap = f64::from(limit.burst.max(1));
-        let b = map.entry(scope.to_string()).or_insert(Bucket {
-            limit,
-            tokens: cap,
-            last: now,
-        });
+        // Look up before inserting: `entry` would allocate the key on every request.
+        if !map.contains_key(scope) {
+            map.insert(
+                scope.to_string(),
+                Bucket {
+                    limit,
+                    tokens: cap,
+                    last: now,
+                },
+            );
+        }
+        let Some(b) = map.get_mut(scope) else {
+            return true;
+        };
         if b.limit != limit {
             *b = Bucket {
                 limit,

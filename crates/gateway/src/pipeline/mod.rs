@@ -74,8 +74,26 @@ impl Invocation {
     }
 }
 
+/// The client end of a connection, worked out once per connection rather than per request.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub addr: SocketAddr,
+    /// `$context.identity.sourceIp` (IPv4-mapped IPv6 addresses shown as IPv4).
+    pub source_ip: Arc<str>,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr) -> Self {
+        Client {
+            addr,
+            source_ip: crate::context::source_ip_string(addr.ip()).into(),
+        }
+    }
+}
+
 /// Serves one request end to end. Never fails: every error becomes a response.
-pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub async fn handle(gw: &Gateway, req: Request<Incoming>, client: &Client) -> Response<Body> {
+    let peer = client.addr;
     let started = Instant::now();
     // AWS answers HTTP/1.1 requests with `Connection: keep-alive` unless the client closes.
     let keep_alive = req.version() == http::Version::HTTP_11
@@ -96,7 +114,7 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: SocketAddr) -> R
             crate::websocket::Intercepted::Pass(req) => req,
         }
     };
-    let mut ctx = route::initial_context(&runtime, &req, peer);
+    let mut ctx = route::initial_context(&runtime, &req, client);
     let routed = route::route(&runtime, req, &mut ctx, &gw.limits);
     let (mut response, stage) = match routed {
         Err(early) => (early.response, early.stage),

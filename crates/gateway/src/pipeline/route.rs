@@ -1,7 +1,6 @@
 //! Step 1: find the API, the stage and the (resource, method) a request is for, and enforce the
 //! request limits AWS applies before routing.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -94,7 +93,11 @@ pub fn host_of<B>(req: &Request<B>) -> Option<&str> {
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
 }
 
-pub fn initial_context<B>(runtime: &Runtime, req: &Request<B>, peer: SocketAddr) -> RequestContext {
+pub fn initial_context<B>(
+    runtime: &Runtime,
+    req: &Request<B>,
+    client: &crate::pipeline::Client,
+) -> RequestContext {
     let now = context::now_epoch_ms();
     let host = host_of(req).unwrap_or_default();
     RequestContext {
@@ -113,7 +116,7 @@ pub fn initial_context<B>(runtime: &Runtime, req: &Request<B>, peer: SocketAddr)
             .to_string(),
         http_method: req.method().as_str().to_string(),
         protocol: "HTTP/1.1",
-        source_ip: context::source_ip_string(peer.ip()),
+        source_ip: client.source_ip.to_string(),
         user_agent: req
             .headers()
             .get(http::header::USER_AGENT)
@@ -203,7 +206,11 @@ pub fn route(
         )));
     };
     ctx.stage = stage.name.clone();
-    ctx.path = format!("/{}{}", stage.name, target.path);
+    let mut path = String::with_capacity(1 + stage.name.len() + target.path.len());
+    path.push('/');
+    path.push_str(&stage.name);
+    path.push_str(target.path);
+    ctx.path = path;
     let resource_path = target.path;
 
     let query = parse_query(parts.uri.query());

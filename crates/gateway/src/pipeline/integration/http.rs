@@ -44,13 +44,51 @@ const DROPPED_REQUEST_HEADERS: [&str; 15] = [
 
 /// Integration response headers AWS renames to `x-amzn-Remapped-{name}` (HTTP header names are
 /// case-insensitive; hyper writes them in lower case).
-const REMAPPED_RESPONSE_HEADERS: [(&str, &str); 5] = [
-    ("connection", "x-amzn-remapped-connection"),
-    ("content-length", "x-amzn-remapped-content-length"),
-    ("date", "x-amzn-remapped-date"),
-    ("server", "x-amzn-remapped-server"),
-    ("x-amzn-requestid", "x-amzn-remapped-x-amzn-requestid"),
+const REMAPPED_RESPONSE_HEADERS: [(HeaderName, HeaderName); 5] = [
+    (
+        header::CONNECTION,
+        HeaderName::from_static("x-amzn-remapped-connection"),
+    ),
+    (
+        header::CONTENT_LENGTH,
+        HeaderName::from_static("x-amzn-remapped-content-length"),
+    ),
+    (
+        header::DATE,
+        HeaderName::from_static("x-amzn-remapped-date"),
+    ),
+    (
+        header::SERVER,
+        HeaderName::from_static("x-amzn-remapped-server"),
+    ),
+    (
+        HeaderName::from_static("x-amzn-requestid"),
+        HeaderName::from_static("x-amzn-remapped-x-amzn-requestid"),
+    ),
 ];
+
+/// Rewrites a backend's response headers in place as AWS does for HTTP_PROXY: drops
+/// `Transfer-Encoding` and `Via`, renames the [`REMAPPED_RESPONSE_HEADERS`].
+fn remap_response_headers(h: &mut HeaderMap) {
+    h.remove(header::TRANSFER_ENCODING);
+    h.remove(header::VIA);
+    for (name, remapped) in &REMAPPED_RESPONSE_HEADERS {
+        let mut all = h.get_all(name).iter();
+        let Some(first) = all.next().cloned() else {
+            continue;
+        };
+        // Usually one value: the rest collects into an empty Vec, which does not allocate.
+        let rest: Vec<HeaderValue> = all.cloned().collect();
+        // The body is streamed unchanged, so its length still frames the response.
+        if name != header::CONTENT_LENGTH {
+            h.remove(name);
+        }
+        h.append(remapped.clone(), first);
+        for v in rest {
+            h.append(remapped.clone(), v);
+        }
+    }
+}
 
 /// Hop-by-hop headers that never reach an HTTP or HTTP_PROXY backend, even when mapped
 /// (AWS drops `Expect`, `Proxy-Authenticate`, `TE` after mapping and `Via` for HTTP types).
@@ -288,11 +326,16 @@ pub async fn proxy(
     inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
     let mapped = integration_request::map_parameters(inv, &[])?;
     let uri = backend_uri(inv, &mapped, inv.parts.uri.query())?;
-    let mut headers = HeaderMap::with_capacity(inv.parts.headers.len() + 4);
-    for (k, v) in &inv.parts.headers {
-        if !DROPPED_REQUEST_HEADERS.contains(&k.as_str()) {
-            headers.append(k.clone(), v.clone());
-        }
+    // The client's headers stay with the invocation (gateway responses may map them), so the
+    // backend gets a copy: one clone of the map, then one pass removing what AWS drops.
+    let mut headers = inv.parts.headers.clone();
+    let dropped: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| DROPPED_REQUEST_HEADERS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for name in dropped {
+        headers.remove(name);
     }
     for (k, v) in &mapped.headers {
         headers.insert(header_name(k)?, header_value(v)?);
@@ -317,33 +360,11 @@ pub async fn proxy(
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     let resp = send(gw, inv, req).await?;
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
+    remap_response_headers(&mut parts.headers);
     let mut out = Response::new(Body::stream(body));
     *out.status_mut() = parts.status;
-    let h = out.headers_mut();
-    // `HeaderMap::into_iter` names only the first value of a repeated header.
-    let mut name: Option<HeaderName> = None;
-    for (k, v) in parts.headers {
-        if k.is_some() {
-            name = k;
-        }
-        let Some(k) = name.clone() else { continue };
-        if k == header::TRANSFER_ENCODING || k == header::VIA {
-            continue;
-        }
-        if let Some((_, remapped)) = REMAPPED_RESPONSE_HEADERS
-            .iter()
-            .find(|(n, _)| *n == k.as_str())
-        {
-            h.append(HeaderName::from_static(remapped), v.clone());
-            // The body is streamed unchanged, so its length still frames the response.
-            if k == header::CONTENT_LENGTH {
-                h.insert(header::CONTENT_LENGTH, v);
-            }
-            continue;
-        }
-        h.append(k, v);
-    }
+    *out.headers_mut() = parts.headers;
     Ok(out)
 }
 
