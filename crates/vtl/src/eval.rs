@@ -610,23 +610,36 @@ impl<'r> Eval<'r> {
                 result = Err(e);
                 break;
             }
-            let item = match &it {
-                It::Doc(d) => d.child(i).map(Value::from_doc).unwrap_or_default(),
-                It::CtxRefs(v) => v.get(i).map(|j| Value::from_serde(j)).unwrap_or_default(),
-                It::Vals(v) => v.get(i).cloned().unwrap_or_default(),
-                It::List(l) => l.borrow().items.get(i).cloned().unwrap_or_default(),
-                It::Range(a, b) => {
-                    let off = i as i64;
-                    Value::Int(if a <= b { a + off } else { a - off })
-                }
-                It::None => Value::Null,
+            let has_next = i + 1 < len;
+            // Body containers replace the previous item's DRef in place: building a
+            // whole `Value` and moving it costs a store-forwarding stall per iteration.
+            let in_place = match (&it, &mut self.vars[var as usize]) {
+                (It::Doc(d), Value::Doc(slot)) => match d.child(i) {
+                    Some(c) if matches!(c.node(), DNode::Arr { .. } | DNode::Obj { .. }) => {
+                        *slot = c;
+                        true
+                    }
+                    _ => false,
+                },
+                _ => false,
             };
-            let has_next = i + 1 < len_hint(&it).unwrap_or(0);
+            if !in_place {
+                let item = match &it {
+                    It::Doc(d) => d.child(i).map(Value::from_doc).unwrap_or_default(),
+                    It::CtxRefs(v) => v.get(i).map(|j| Value::from_serde(j)).unwrap_or_default(),
+                    It::Vals(v) => v.get(i).cloned().unwrap_or_default(),
+                    It::List(l) => l.borrow().items.get(i).cloned().unwrap_or_default(),
+                    It::Range(a, b) => {
+                        let off = i as i64;
+                        Value::Int(if a <= b { a + off } else { a - off })
+                    }
+                    It::None => Value::Null,
+                };
+                self.vars[var as usize] = item;
+            }
             info.index.set(i);
             info.has_next.set(has_next);
-            self.vars[var as usize] = item;
-            self.vars[SLOT_VELOCITY_COUNT as usize] = Value::Int(i as i64 + 1);
-            self.vars[SLOT_VELOCITY_HAS_NEXT as usize] = Value::Bool(has_next);
+            self.loop_counters(i, has_next);
             match self.run(body) {
                 Ok(Flow::Normal) => {}
                 Ok(Flow::Break) => break,
@@ -647,6 +660,21 @@ impl<'r> Eval<'r> {
         self.vars[SLOT_VELOCITY_COUNT as usize] = saved_count;
         self.vars[SLOT_VELOCITY_HAS_NEXT as usize] = saved_has_next;
         result
+    }
+
+    /// `$velocityCount` / `$velocityHasNext` for iteration `i`, updated in place when
+    /// they still hold the previous iteration's values.
+    #[inline]
+    fn loop_counters(&mut self, i: usize, has_next: bool) {
+        let count = i as i64 + 1;
+        match &mut self.vars[SLOT_VELOCITY_COUNT as usize] {
+            Value::Int(x) => *x = count,
+            other => *other = Value::Int(count),
+        }
+        match &mut self.vars[SLOT_VELOCITY_HAS_NEXT as usize] {
+            Value::Bool(x) => *x = has_next,
+            other => *other = Value::Bool(has_next),
+        }
     }
 
     fn call_macro(&mut self, name: &str, args: &'r [Expr], literal: &'r str, pos: Pos) -> R<Flow> {

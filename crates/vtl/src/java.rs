@@ -59,7 +59,6 @@ pub(crate) fn fmt_double(d: f64, out: &mut String) {
 #[inline]
 fn short_decimal(d: f64, out: &mut String) -> bool {
     const P: [f64; 7] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6];
-    const PI: [u64; 7] = [1, 10, 100, 1000, 10_000, 100_000, 1_000_000];
     let abs = d.abs();
     for k in 0..P.len() {
         // Nearest integer (`round()` is a libm call without SSE4.1); m < 1e13.
@@ -67,22 +66,26 @@ fn short_decimal(d: f64, out: &mut String) -> bool {
         if m as f64 / P[k] != abs {
             continue;
         }
-        let m = m as u64;
-        let (int, frac) = (m / PI[k], m % PI[k]);
+        // One integer formatting; the point goes `k` digits from the right.
+        let mut b = itoa::Buffer::new();
+        let digits = b.format(m);
+        let n = digits.len();
         if d < 0.0 {
             out.push('-');
         }
-        let mut b = itoa::Buffer::new();
-        out.push_str(b.format(int));
-        out.push('.');
         if k == 0 {
-            out.push('0');
+            out.push_str(digits);
+            out.push_str(".0");
+        } else if n > k {
+            out.push_str(digits.get(..n - k).unwrap_or(""));
+            out.push('.');
+            out.push_str(digits.get(n - k..).unwrap_or(""));
         } else {
-            let f = b.format(frac);
-            for _ in f.len()..k {
+            out.push_str("0.");
+            for _ in n..k {
                 out.push('0');
             }
-            out.push_str(f);
+            out.push_str(digits);
         }
         return true;
     }
