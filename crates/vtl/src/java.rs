@@ -60,10 +60,10 @@ pub(crate) fn fmt_double(d: f64, out: &mut String) {
 fn short_decimal(d: f64, out: &mut String) -> bool {
     const P: [f64; 7] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6];
     let abs = d.abs();
-    for k in 0..P.len() {
+    for (k, &p) in P.iter().enumerate() {
         // Nearest integer (`round()` is a libm call without SSE4.1); m < 1e13.
-        let m = (abs * P[k] + 0.5) as i64;
-        if m as f64 / P[k] != abs {
+        let m = (abs * p + 0.5) as i64;
+        if m as f64 / p != abs {
             continue;
         }
         // One integer formatting; the point goes `k` digits from the right.
