@@ -202,6 +202,8 @@ pub struct AccessState {
     pub auth_cache: Mutex<HashMap<String, CachedAuth>>,
     /// Signatures seen recently (replay detection), with when they may be forgotten.
     pub seen_signatures: Mutex<HashMap<String, Instant>>,
+    /// API key lookups, valid while the store's key generation stays the same.
+    pub keys: crate::pipeline::api_key::KeyCache,
 }
 
 impl std::fmt::Debug for AccessState {
@@ -220,6 +222,7 @@ impl Default for AccessState {
             jwks: Default::default(),
             auth_cache: Mutex::new(HashMap::new()),
             seen_signatures: Mutex::new(HashMap::new()),
+            keys: Default::default(),
         }
     }
 }

@@ -15,7 +15,7 @@ pub mod sqlite;
 
 pub use limiter::{Limit, MemoryLimiter, RateLimiter};
 pub use period::{Quota, QuotaPeriod};
-pub use sqlite::SqliteStore;
+pub use sqlite::{Durability, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -136,6 +136,12 @@ pub trait KeyStore: Send + Sync {
     /// Records the project's plans (name, quota); keeps `created_ms` of known plans.
     fn sync_plans(&self, plans: &[(String, Option<Quota>)], now_ms: i64) -> Result<()>;
     fn plans(&self) -> Result<Vec<PlanRecord>>;
+    /// A number that changes whenever keys, plans or memberships change (by any process), so
+    /// callers may cache [`KeyStore::key_by_value`] and [`KeyStore::plans`] while it stays the
+    /// same. `None`: no such number, do not cache.
+    fn key_generation(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// Durable per-key request counters.

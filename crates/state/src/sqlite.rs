@@ -1,8 +1,16 @@
-//! The single-node [`Store`](crate::Store): one SQLite file in the data directory, WAL mode with
-//! `synchronous=FULL`, so every committed increment is on disk before the request is answered.
+//! The single-node [`Store`](crate::Store): one SQLite file in the data directory, WAL mode.
+//! [`Durability::Full`] (the default, `synchronous=FULL`): every committed increment is on disk
+//! before the request is answered, surviving power loss. [`Durability::Process`]
+//! (`synchronous=NORMAL`): commits reach the OS but are not fsync'd; they survive a crash or kill
+//! of Turnpike, not of the machine.
+//!
+//! Quota increments are group-committed: concurrent [`QuotaStore::consume`] calls queue their
+//! increment, and whichever caller gets the connection first applies every queued increment in
+//! one transaction (one fsync) and hands each caller its own decision. Nobody is answered before
+//! the commit that holds its increment, so the durability guarantee is per request as before.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -49,11 +57,53 @@ const MIGRATIONS: &[&str] = &[
         used INTEGER NOT NULL,
         PRIMARY KEY (plan, key_id, day)
     );",
+    // 2: a generation number that changes with every change to keys, plans or membership (also
+    // by other processes, e.g. `turnpike keys disable`), so servers can cache key lookups.
+    "CREATE TABLE key_generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+    INSERT INTO key_generation (id, value) VALUES (1, 0);
+    CREATE TRIGGER api_keys_ins AFTER INSERT ON api_keys BEGIN UPDATE key_generation SET value = value + 1; END;
+    CREATE TRIGGER api_keys_upd AFTER UPDATE ON api_keys BEGIN UPDATE key_generation SET value = value + 1; END;
+    CREATE TRIGGER api_keys_del AFTER DELETE ON api_keys BEGIN UPDATE key_generation SET value = value + 1; END;
+    CREATE TRIGGER plan_keys_ins AFTER INSERT ON plan_keys BEGIN UPDATE key_generation SET value = value + 1; END;
+    CREATE TRIGGER plan_keys_del AFTER DELETE ON plan_keys BEGIN UPDATE key_generation SET value = value + 1; END;
+    CREATE TRIGGER usage_plans_ins AFTER INSERT ON usage_plans BEGIN UPDATE key_generation SET value = value + 1; END;
+    CREATE TRIGGER usage_plans_upd AFTER UPDATE ON usage_plans BEGIN UPDATE key_generation SET value = value + 1; END;
+    CREATE TRIGGER usage_plans_del AFTER DELETE ON usage_plans BEGIN UPDATE key_generation SET value = value + 1; END;",
 ];
+
+/// How far a committed quota increment is guaranteed to survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fsync'd before the request is answered: survives power loss.
+    #[default]
+    Full,
+    /// Written to the OS before the request is answered: survives a crash or kill of the
+    /// process, not of the machine. Much faster on disks with slow fsync.
+    Process,
+}
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Lookups on the request path (key by value, plans, the key generation) use their own
+    /// connection: in WAL mode they never wait for the writer's commit (an fsync).
+    reader: Mutex<Connection>,
+    /// Quota increments waiting for the next group commit.
+    pending: Mutex<Vec<Increment>>,
+    /// Whether a caller is committing a batch, and the signal that it finished.
+    commit: (Mutex<bool>, Condvar),
     path: PathBuf,
+}
+
+type Slot = Arc<Mutex<Option<std::result::Result<QuotaDecision, String>>>>;
+
+/// One queued [`QuotaStore::consume`] call and where its decision goes.
+struct Increment {
+    plan: String,
+    key_id: String,
+    quota: Option<Quota>,
+    plan_created_ms: i64,
+    now_ms: i64,
+    slot: Slot,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -67,33 +117,50 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens (creating on first use) `DIR/turnpike.db` and migrates it.
     pub fn open_dir(dir: &Path) -> Result<Self> {
+        Self::open_dir_with(dir, Durability::Full)
+    }
+
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, Durability::Full)
+    }
+
+    /// [`SqliteStore::open_dir`] with the given durability of quota increments.
+    pub fn open_dir_with(dir: &Path, durability: Durability) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|source| StateError::DataDir {
             path: dir.display().to_string(),
             source,
         })?;
-        Self::open(&dir.join(DB_FILE))
+        Self::open_with(&dir.join(DB_FILE), durability)
     }
 
-    pub fn open(path: &Path) -> Result<Self> {
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Self> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = SqliteStore {
-            conn: Mutex::new(conn),
-            path: path.to_path_buf(),
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Process => "NORMAL",
         };
-        store.migrate()?;
-        Ok(store)
+        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut conn = conn;
+        Self::migrate(&mut conn)?;
+        let reader = Connection::open(path)?;
+        reader.busy_timeout(Duration::from_secs(10))?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
+            pending: Mutex::new(Vec::new()),
+            commit: (Mutex::new(false), Condvar::new()),
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn migrate(&mut self) -> Result<()> {
-        let conn = self.conn.get_mut().map_err(|_| poisoned())?;
+    fn migrate(conn: &mut Connection) -> Result<()> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let supported = MIGRATIONS.len() as i64;
@@ -113,6 +180,11 @@ impl SqliteStore {
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         let mut c = self.conn.lock().map_err(|_| poisoned())?;
+        f(&mut c)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut c = self.reader.lock().map_err(|_| poisoned())?;
         f(&mut c)
     }
 }
@@ -290,7 +362,7 @@ impl KeyStore for SqliteStore {
     }
 
     fn key_by_value(&self, value: &str) -> Result<Option<ApiKey>> {
-        self.with(|conn| {
+        self.read(|conn| {
             let k = conn
                 .prepare_cached(&format!("SELECT {KEY_COLS} FROM api_keys WHERE value = ?1"))?
                 .query_row([value], row_to_key)
@@ -348,9 +420,18 @@ impl KeyStore for SqliteStore {
         })
     }
 
+    fn key_generation(&self) -> Result<Option<u64>> {
+        self.read(|conn| {
+            let g: i64 = conn
+                .prepare_cached("SELECT value FROM key_generation WHERE id = 1")?
+                .query_row([], |r| r.get(0))?;
+            Ok(Some(g as u64))
+        })
+    }
+
     fn plans(&self) -> Result<Vec<PlanRecord>> {
-        self.with(|conn| {
-            let mut st = conn.prepare(
+        self.read(|conn| {
+            let mut st = conn.prepare_cached(
                 "SELECT name, id, quota_limit, quota_period, quota_offset, created_ms FROM usage_plans ORDER BY name",
             )?;
             let rows = st.query_map([], |r| {
@@ -377,6 +458,57 @@ impl KeyStore for SqliteStore {
     }
 }
 
+fn take(slot: &Slot) -> Result<Option<std::result::Result<QuotaDecision, String>>> {
+    Ok(slot.lock().map_err(|_| poisoned())?.take())
+}
+
+fn put(slot: &Slot, r: std::result::Result<QuotaDecision, String>) {
+    if let Ok(mut s) = slot.lock() {
+        *s = Some(r);
+    }
+}
+
+/// Applies queued increments in order, in one transaction: each sees the ones before it.
+fn apply_increments(conn: &mut Connection, batch: &[Increment]) -> Result<Vec<QuotaDecision>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut out = Vec::with_capacity(batch.len());
+    for inc in batch {
+        let today = day_of(inc.now_ms);
+        let today_s = day_string(today);
+        let (used, remaining) = match &inc.quota {
+            Some(q) => {
+                let (start, end) = period_bounds(q.period, today);
+                let used: i64 = tx
+                    .prepare_cached(
+                        "SELECT COALESCE(SUM(used), 0) FROM usage
+                         WHERE plan = ?1 AND key_id = ?2 AND day >= ?3 AND day < ?4",
+                    )?
+                    .query_row(
+                        params![inc.plan, inc.key_id, day_string(start), day_string(end)],
+                        |r| r.get(0),
+                    )?;
+                let used = used.max(0) as u64;
+                let limit = q.effective_limit(inc.plan_created_ms, inc.now_ms);
+                if used >= limit {
+                    out.push(QuotaDecision::Exceeded);
+                    continue;
+                }
+                (used + 1, Some(limit - used - 1))
+            }
+            None => (0, None),
+        };
+        tx.prepare_cached(
+            "INSERT INTO usage (plan, key_id, day, used) VALUES (?1, ?2, ?3, 1)
+             ON CONFLICT(plan, key_id, day) DO UPDATE SET used = used + 1",
+        )?
+        .execute(params![inc.plan, inc.key_id, today_s])?;
+        out.push(QuotaDecision::Allowed { used, remaining });
+    }
+    // Nobody in the batch is answered before this commit (fsync'd with Durability::Full).
+    tx.commit()?;
+    Ok(out)
+}
+
 impl QuotaStore for SqliteStore {
     fn consume(
         &self,
@@ -386,37 +518,52 @@ impl QuotaStore for SqliteStore {
         plan_created_ms: i64,
         now_ms: i64,
     ) -> Result<QuotaDecision> {
-        let today = day_of(now_ms);
-        let today_s = day_string(today);
-        self.with(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (used, remaining) = match quota {
-                Some(q) => {
-                    let (start, end) = period_bounds(q.period, today);
-                    let used: i64 = tx.query_row(
-                        "SELECT COALESCE(SUM(used), 0) FROM usage
-                         WHERE plan = ?1 AND key_id = ?2 AND day >= ?3 AND day < ?4",
-                        params![plan, key_id, day_string(start), day_string(end)],
-                        |r| r.get(0),
-                    )?;
-                    let used = used.max(0) as u64;
-                    let limit = q.effective_limit(plan_created_ms, now_ms);
-                    if used >= limit {
-                        return Ok(QuotaDecision::Exceeded);
+        let slot: Slot = Arc::default();
+        self.pending
+            .lock()
+            .map_err(|_| poisoned())?
+            .push(Increment {
+                plan: plan.to_string(),
+                key_id: key_id.to_string(),
+                quota: quota.copied(),
+                plan_created_ms,
+                now_ms,
+                slot: slot.clone(),
+            });
+        // Group commit: one caller at a time leads (applies every queued increment in one
+        // transaction); the others wait for a leader to finish and find their decision, or lead
+        // the next batch themselves.
+        let (lock, done) = &self.commit;
+        let mut leading = lock.lock().map_err(|_| poisoned())?;
+        loop {
+            if let Some(r) = take(&slot)? {
+                return r.map_err(StateError::Invalid);
+            }
+            if !*leading {
+                *leading = true;
+                drop(leading);
+                let batch = std::mem::take(&mut *self.pending.lock().map_err(|_| poisoned())?);
+                let applied = self.with(|conn| apply_increments(conn, &batch));
+                match applied {
+                    Ok(decisions) => {
+                        for (inc, d) in batch.iter().zip(decisions) {
+                            put(&inc.slot, Ok(d));
+                        }
                     }
-                    (used + 1, Some(limit - used - 1))
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for inc in &batch {
+                            put(&inc.slot, Err(msg.clone()));
+                        }
+                    }
                 }
-                None => (0, None),
-            };
-            tx.execute(
-                "INSERT INTO usage (plan, key_id, day, used) VALUES (?1, ?2, ?3, 1)
-                 ON CONFLICT(plan, key_id, day) DO UPDATE SET used = used + 1",
-                params![plan, key_id, today_s],
-            )?;
-            // synchronous=FULL: the commit is on disk before we answer.
-            tx.commit()?;
-            Ok(QuotaDecision::Allowed { used, remaining })
-        })
+                leading = lock.lock().map_err(|_| poisoned())?;
+                *leading = false;
+                done.notify_all();
+                continue;
+            }
+            leading = done.wait(leading).map_err(|_| poisoned())?;
+        }
     }
 
     fn usage(&self, plan: Option<&str>, start_day: &str, end_day: &str) -> Result<Vec<UsageRow>> {
@@ -451,6 +598,61 @@ mod tests {
             enabled: true,
             plans: plans.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// Concurrent increments are group-committed; the quota is still exact, and the key
+    /// generation moves with key changes made through another connection (another process).
+    #[test]
+    fn group_commit_exact_quota_and_key_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_700_000_000_000;
+        let q = Quota {
+            limit: 50,
+            period: QuotaPeriod::Day,
+            offset: 0,
+        };
+        let s = Arc::new(SqliteStore::open_dir_with(dir.path(), Durability::Process).unwrap());
+        let k = s
+            .upsert_declared_key(&key("bob", "bob-key-0123456789abcdefgh", &["p"]))
+            .unwrap();
+        s.sync_plans(&[("p".into(), Some(q))], now).unwrap();
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let s = s.clone();
+                let id = k.id.clone();
+                std::thread::spawn(move || {
+                    (0..10)
+                        .filter(|_| {
+                            matches!(
+                                s.consume("p", &id, Some(&q), now, now).unwrap(),
+                                QuotaDecision::Allowed { .. }
+                            )
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        let allowed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(allowed, 50);
+        let usage = s.usage(Some("p"), "2023-11-14", "2023-11-14").unwrap();
+        assert_eq!(usage[0].used, 50);
+
+        let g0 = s.key_generation().unwrap().unwrap();
+        assert_eq!(
+            s.key_generation().unwrap(),
+            Some(g0),
+            "usage does not move it"
+        );
+        let other = SqliteStore::open_dir(dir.path()).unwrap();
+        other.set_enabled("bob", false).unwrap();
+        let g1 = s.key_generation().unwrap().unwrap();
+        assert_ne!(g0, g1);
+        assert!(
+            !s.key_by_value("bob-key-0123456789abcdefgh")
+                .unwrap()
+                .unwrap()
+                .enabled
+        );
     }
 
     #[test]

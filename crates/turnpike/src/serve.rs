@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// Seconds a client has to send a complete request head.
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
+    /// Durability of quota/usage counters: `full` fsyncs each commit before answering (survives
+    /// power loss); `process` does not fsync (survives a crash of Turnpike, not of the machine;
+    /// much faster where fsync is slow). Commits are grouped across concurrent requests either way.
+    #[arg(long, default_value = "full", value_parser = ["full", "process"])]
+    state_sync: String,
 }
 
 fn print_diagnostics(diags: &[Diagnostic]) {
@@ -131,7 +136,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .with_websocket_settings(ws_settings(&args))
                 .with_functions(functions.clone())
                 .with_aws(project.aws.clone())
-                .with_state(open_state(&project, &args.file, args.data_dir.as_deref())?),
+                .with_state(open_state(
+                    &project,
+                    &args.file,
+                    args.data_dir.as_deref(),
+                    &args.state_sync,
+                )?),
         );
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone());
@@ -351,9 +361,15 @@ fn open_state(
     project: &Project,
     file: &Path,
     flag: Option<&Path>,
+    sync: &str,
 ) -> anyhow::Result<turnpike_gateway::access::AccessState> {
     let dir = data_dir(project.access.data_dir.as_deref(), file, flag);
-    let store = turnpike_state::SqliteStore::open_dir(&dir)
+    let durability = if sync == "process" {
+        turnpike_state::Durability::Process
+    } else {
+        turnpike_state::Durability::Full
+    };
+    let store = turnpike_state::SqliteStore::open_dir_with(&dir, durability)
         .with_context(|| format!("opening the state in {}", dir.display()))?;
     let access = turnpike_gateway::access::AccessRuntime::from_project(project);
     turnpike_gateway::access::sync_store(&store, &access)

@@ -58,14 +58,10 @@ pub async fn identify(
     let Some(store) = access.store.clone() else {
         return Err(forbidden().with_detail("no state store: API keys cannot be validated"));
     };
-    let v = value.clone();
-    let key = tokio::task::spawn_blocking(move || store.key_by_value(&v))
-        .await
-        .map_err(store_error)?
-        .map_err(store_error)?;
-    let Some(key) = key else {
+    let Some(known) = lookup(&access.keys, store, &value).await? else {
         return Err(forbidden().with_detail("unknown API key"));
     };
+    let key = &known.key;
     if !key.enabled {
         return Err(forbidden().with_detail(format!("API key {} is disabled", key.id)));
     }
@@ -83,28 +79,80 @@ pub async fn identify(
         )));
     };
     let plan_created_ms = match &plan.quota {
-        Some(_) => {
-            let store = access.store.clone();
-            let name = plan.name.clone();
-            tokio::task::spawn_blocking(move || {
-                store.map(|s| s.plans()).transpose().map(|p| {
-                    p.and_then(|list| list.into_iter().find(|r| r.name == name))
-                        .map_or(0, |r| r.created_ms)
-                })
-            })
-            .await
-            .map_err(store_error)?
-            .map_err(store_error)?
-        }
+        Some(_) => known
+            .plans
+            .iter()
+            .find(|r| r.name == plan.name)
+            .map_or(0, |r| r.created_ms),
         None => 0,
     };
     inv.ctx.api_key = Some(value);
     inv.ctx.api_key_id = Some(key.id.clone());
     Ok(Some(KeyUse {
-        key_id: key.id,
+        key_id: key.id.clone(),
         plan,
         plan_created_ms,
     }))
+}
+
+/// A key as the store knows it, with the plans' records (quota start).
+#[derive(Debug)]
+pub struct KnownKey {
+    pub key: turnpike_state::ApiKey,
+    pub plans: Vec<turnpike_state::PlanRecord>,
+}
+
+const KEY_CACHE_MAX: usize = 10_000;
+
+/// Key lookups cached while the store's key generation stays the same: a change by any process
+/// (`turnpike keys disable`, a reload) changes the generation and empties the cache, so changes
+/// still apply from the next request on.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    entries: std::sync::Mutex<(u64, std::collections::HashMap<String, Arc<KnownKey>>)>,
+}
+
+/// The key with this value (`None`: unknown), from the cache when the generation allows.
+async fn lookup(
+    cache: &KeyCache,
+    store: Arc<dyn turnpike_state::Store>,
+    value: &str,
+) -> Result<Option<Arc<KnownKey>>, GatewayError> {
+    // One small read on the store's reader connection: it never waits for a commit.
+    let generation = store.key_generation().map_err(store_error)?;
+    if let Some(g) = generation {
+        if let Ok(m) = cache.entries.lock() {
+            if m.0 == g {
+                if let Some(k) = m.1.get(value) {
+                    return Ok(Some(k.clone()));
+                }
+            }
+        }
+    }
+    let v = value.to_string();
+    let found = tokio::task::spawn_blocking(move || {
+        let key = store.key_by_value(&v)?;
+        match key {
+            Some(key) => {
+                let plans = store.plans()?;
+                Ok(Some(KnownKey { key, plans }))
+            }
+            None => Ok(None),
+        }
+    })
+    .await
+    .map_err(store_error)?
+    .map_err(|e: turnpike_state::StateError| store_error(e))?;
+    let Some(found) = found.map(Arc::new) else {
+        return Ok(None);
+    };
+    if let (Some(g), Ok(mut m)) = (generation, cache.entries.lock()) {
+        if m.0 != g || m.1.len() >= KEY_CACHE_MAX {
+            *m = (g, std::collections::HashMap::new());
+        }
+        m.1.insert(value.to_string(), found.clone());
+    }
+    Ok(Some(found))
 }
 
 /// Counts the request against the key's plan (durably) or rejects it with AWS's 429.
