@@ -204,6 +204,8 @@ pub struct AccessState {
     pub seen_signatures: Mutex<HashMap<String, Instant>>,
     /// API key lookups, valid while the store's key generation stays the same.
     pub keys: crate::pipeline::api_key::KeyCache,
+    /// Group-commits quota increments (with a store).
+    pub quota_writer: Option<crate::pipeline::api_key::QuotaWriter>,
 }
 
 impl std::fmt::Debug for AccessState {
@@ -223,6 +225,7 @@ impl Default for AccessState {
             auth_cache: Mutex::new(HashMap::new()),
             seen_signatures: Mutex::new(HashMap::new()),
             keys: Default::default(),
+            quota_writer: None,
         }
     }
 }
@@ -232,6 +235,8 @@ const AUTH_CACHE_MAX: usize = 10_000;
 impl AccessState {
     pub fn with_store(store: Arc<dyn Store>) -> Self {
         AccessState {
+            // Without the thread, quotas are still counted (one commit per request).
+            quota_writer: crate::pipeline::api_key::QuotaWriter::start(store.clone()).ok(),
             store: Some(store),
             ..Default::default()
         }

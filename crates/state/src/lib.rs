@@ -144,6 +144,16 @@ pub trait KeyStore: Send + Sync {
     }
 }
 
+/// One request to count (see [`QuotaStore::consume`]).
+#[derive(Debug, Clone)]
+pub struct ConsumeRequest {
+    pub plan: String,
+    pub key_id: String,
+    pub quota: Option<Quota>,
+    pub plan_created_ms: i64,
+    pub now_ms: i64,
+}
+
 /// Durable per-key request counters.
 pub trait QuotaStore: Send + Sync {
     /// Counts one request of `key_id` under `plan` at `now_ms`, unless that would exceed the
@@ -156,6 +166,23 @@ pub trait QuotaStore: Send + Sync {
         plan_created_ms: i64,
         now_ms: i64,
     ) -> Result<QuotaDecision>;
+    /// [`QuotaStore::consume`] for several requests at once, in order (each sees the ones
+    /// before it), durable together when this returns: callers batch concurrent requests so
+    /// that one commit serves them all.
+    fn consume_batch(&self, batch: &[ConsumeRequest]) -> Vec<Result<QuotaDecision>> {
+        batch
+            .iter()
+            .map(|r| {
+                self.consume(
+                    &r.plan,
+                    &r.key_id,
+                    r.quota.as_ref(),
+                    r.plan_created_ms,
+                    r.now_ms,
+                )
+            })
+            .collect()
+    }
     /// Requests per key and day between two UTC days (inclusive, `YYYY-MM-DD`).
     fn usage(&self, plan: Option<&str>, start_day: &str, end_day: &str) -> Result<Vec<UsageRow>>;
 }

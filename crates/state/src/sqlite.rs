@@ -4,22 +4,21 @@
 //! (`synchronous=NORMAL`): commits reach the OS but are not fsync'd; they survive a crash or kill
 //! of Turnpike, not of the machine.
 //!
-//! Quota increments are group-committed: concurrent [`QuotaStore::consume`] calls queue their
-//! increment, and whichever caller gets the connection first applies every queued increment in
-//! one transaction (one fsync) and hands each caller its own decision. Nobody is answered before
-//! the commit that holds its increment, so the durability guarantee is per request as before.
+//! [`QuotaStore::consume_batch`] applies many requests' increments in one transaction (one
+//! commit, one fsync); callers answer none of them before it returns, so the guarantee is still
+//! per request.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::period::{day_of, day_string, period_bounds};
 use crate::{
-    check_key_value, derived_id, generate_key_value, random_id, ApiKey, KeySource, KeyStore,
-    NewKey, PlanRecord, Quota, QuotaDecision, QuotaPeriod, QuotaStore, Result, StateError,
-    UsageRow,
+    check_key_value, derived_id, generate_key_value, random_id, ApiKey, ConsumeRequest, KeySource,
+    KeyStore, NewKey, PlanRecord, Quota, QuotaDecision, QuotaPeriod, QuotaStore, Result,
+    StateError, UsageRow,
 };
 
 /// The database file inside the data directory.
@@ -87,23 +86,7 @@ pub struct SqliteStore {
     /// Lookups on the request path (key by value, plans, the key generation) use their own
     /// connection: in WAL mode they never wait for the writer's commit (an fsync).
     reader: Mutex<Connection>,
-    /// Quota increments waiting for the next group commit.
-    pending: Mutex<Vec<Increment>>,
-    /// Whether a caller is committing a batch, and the signal that it finished.
-    commit: (Mutex<bool>, Condvar),
     path: PathBuf,
-}
-
-type Slot = Arc<Mutex<Option<std::result::Result<QuotaDecision, String>>>>;
-
-/// One queued [`QuotaStore::consume`] call and where its decision goes.
-struct Increment {
-    plan: String,
-    key_id: String,
-    quota: Option<Quota>,
-    plan_created_ms: i64,
-    now_ms: i64,
-    slot: Slot,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -150,8 +133,6 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             reader: Mutex::new(reader),
-            pending: Mutex::new(Vec::new()),
-            commit: (Mutex::new(false), Condvar::new()),
             path: path.to_path_buf(),
         })
     }
@@ -458,51 +439,59 @@ impl KeyStore for SqliteStore {
     }
 }
 
-fn take(slot: &Slot) -> Result<Option<std::result::Result<QuotaDecision, String>>> {
-    Ok(slot.lock().map_err(|_| poisoned())?.take())
-}
-
-fn put(slot: &Slot, r: std::result::Result<QuotaDecision, String>) {
-    if let Ok(mut s) = slot.lock() {
-        *s = Some(r);
-    }
-}
-
-/// Applies queued increments in order, in one transaction: each sees the ones before it.
-fn apply_increments(conn: &mut Connection, batch: &[Increment]) -> Result<Vec<QuotaDecision>> {
+/// Applies increments in order, in one transaction (one commit for the whole batch): each sees
+/// the ones before it. Counters are read once and written once per key and day.
+fn apply_increments(conn: &mut Connection, batch: &[ConsumeRequest]) -> Result<Vec<QuotaDecision>> {
+    use std::collections::HashMap;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut out = Vec::with_capacity(batch.len());
+    // (plan, key, period start) -> requests used in the period, including this batch's.
+    let mut used_in: HashMap<(&str, &str, String), u64> = HashMap::new();
+    // (plan, key, day) -> increments to write.
+    let mut adds: HashMap<(&str, &str, String), i64> = HashMap::new();
     for inc in batch {
         let today = day_of(inc.now_ms);
-        let today_s = day_string(today);
         let (used, remaining) = match &inc.quota {
             Some(q) => {
                 let (start, end) = period_bounds(q.period, today);
-                let used: i64 = tx
-                    .prepare_cached(
-                        "SELECT COALESCE(SUM(used), 0) FROM usage
-                         WHERE plan = ?1 AND key_id = ?2 AND day >= ?3 AND day < ?4",
-                    )?
-                    .query_row(
-                        params![inc.plan, inc.key_id, day_string(start), day_string(end)],
-                        |r| r.get(0),
-                    )?;
-                let used = used.max(0) as u64;
+                let k = (inc.plan.as_str(), inc.key_id.as_str(), day_string(start));
+                let used = match used_in.get(&k) {
+                    Some(u) => *u,
+                    None => {
+                        let u: i64 = tx
+                            .prepare_cached(
+                                "SELECT COALESCE(SUM(used), 0) FROM usage
+                                 WHERE plan = ?1 AND key_id = ?2 AND day >= ?3 AND day < ?4",
+                            )?
+                            .query_row(
+                                params![inc.plan, inc.key_id, k.2, day_string(end)],
+                                |r| r.get(0),
+                            )?;
+                        u.max(0) as u64
+                    }
+                };
                 let limit = q.effective_limit(inc.plan_created_ms, inc.now_ms);
                 if used >= limit {
+                    used_in.insert(k, used);
                     out.push(QuotaDecision::Exceeded);
                     continue;
                 }
+                used_in.insert(k, used + 1);
                 (used + 1, Some(limit - used - 1))
             }
             None => (0, None),
         };
-        tx.prepare_cached(
-            "INSERT INTO usage (plan, key_id, day, used) VALUES (?1, ?2, ?3, 1)
-             ON CONFLICT(plan, key_id, day) DO UPDATE SET used = used + 1",
-        )?
-        .execute(params![inc.plan, inc.key_id, today_s])?;
+        *adds
+            .entry((inc.plan.as_str(), inc.key_id.as_str(), day_string(today)))
+            .or_default() += 1;
         out.push(QuotaDecision::Allowed { used, remaining });
+    }
+    for ((plan, key_id, day), n) in &adds {
+        tx.prepare_cached(
+            "INSERT INTO usage (plan, key_id, day, used) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(plan, key_id, day) DO UPDATE SET used = used + ?4",
+        )?
+        .execute(params![plan, key_id, day, n])?;
     }
     // Nobody in the batch is answered before this commit (fsync'd with Durability::Full).
     tx.commit()?;
@@ -518,51 +507,28 @@ impl QuotaStore for SqliteStore {
         plan_created_ms: i64,
         now_ms: i64,
     ) -> Result<QuotaDecision> {
-        let slot: Slot = Arc::default();
-        self.pending
-            .lock()
-            .map_err(|_| poisoned())?
-            .push(Increment {
-                plan: plan.to_string(),
-                key_id: key_id.to_string(),
-                quota: quota.copied(),
-                plan_created_ms,
-                now_ms,
-                slot: slot.clone(),
-            });
-        // Group commit: one caller at a time leads (applies every queued increment in one
-        // transaction); the others wait for a leader to finish and find their decision, or lead
-        // the next batch themselves.
-        let (lock, done) = &self.commit;
-        let mut leading = lock.lock().map_err(|_| poisoned())?;
-        loop {
-            if let Some(r) = take(&slot)? {
-                return r.map_err(StateError::Invalid);
+        let req = ConsumeRequest {
+            plan: plan.to_string(),
+            key_id: key_id.to_string(),
+            quota: quota.copied(),
+            plan_created_ms,
+            now_ms,
+        };
+        self.with(|conn| apply_increments(conn, std::slice::from_ref(&req)))?
+            .pop()
+            .ok_or_else(|| StateError::Invalid("no quota decision".into()))
+    }
+
+    fn consume_batch(&self, batch: &[ConsumeRequest]) -> Vec<Result<QuotaDecision>> {
+        match self.with(|conn| apply_increments(conn, batch)) {
+            Ok(decisions) => decisions.into_iter().map(Ok).collect(),
+            Err(e) => {
+                let msg = e.to_string();
+                batch
+                    .iter()
+                    .map(|_| Err(StateError::Invalid(msg.clone())))
+                    .collect()
             }
-            if !*leading {
-                *leading = true;
-                drop(leading);
-                let batch = std::mem::take(&mut *self.pending.lock().map_err(|_| poisoned())?);
-                let applied = self.with(|conn| apply_increments(conn, &batch));
-                match applied {
-                    Ok(decisions) => {
-                        for (inc, d) in batch.iter().zip(decisions) {
-                            put(&inc.slot, Ok(d));
-                        }
-                    }
-                    Err(e) => {
-                        let msg = e.to_string();
-                        for inc in &batch {
-                            put(&inc.slot, Err(msg.clone()));
-                        }
-                    }
-                }
-                leading = lock.lock().map_err(|_| poisoned())?;
-                *leading = false;
-                done.notify_all();
-                continue;
-            }
-            leading = done.wait(leading).map_err(|_| poisoned())?;
         }
     }
 
@@ -600,10 +566,11 @@ mod tests {
         }
     }
 
-    /// Concurrent increments are group-committed; the quota is still exact, and the key
-    /// generation moves with key changes made through another connection (another process).
+    /// Batches and concurrent callers keep the quota exact; the key generation moves with key
+    /// changes made through another connection (another process), not with usage.
     #[test]
-    fn group_commit_exact_quota_and_key_generation() {
+    fn batches_exact_quota_and_key_generation() {
+        use std::sync::Arc;
         let dir = tempfile::tempdir().unwrap();
         let now = 1_700_000_000_000;
         let q = Quota {
@@ -616,7 +583,7 @@ mod tests {
             .upsert_declared_key(&key("bob", "bob-key-0123456789abcdefgh", &["p"]))
             .unwrap();
         s.sync_plans(&[("p".into(), Some(q))], now).unwrap();
-        let threads: Vec<_> = (0..16)
+        let threads: Vec<_> = (0..4)
             .map(|_| {
                 let s = s.clone();
                 let id = k.id.clone();
@@ -633,7 +600,29 @@ mod tests {
             })
             .collect();
         let allowed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
-        assert_eq!(allowed, 50);
+        assert_eq!(allowed, 40);
+        let usage = s.usage(Some("p"), "2023-11-14", "2023-11-14").unwrap();
+        assert_eq!(usage[0].used, 40);
+        // One batch across the limit: 10 more allowed, in order, then Exceeded.
+        let req = ConsumeRequest {
+            plan: "p".into(),
+            key_id: k.id.clone(),
+            quota: Some(q),
+            plan_created_ms: now,
+            now_ms: now,
+        };
+        let out = s.consume_batch(&vec![req; 15]);
+        let decisions: Vec<QuotaDecision> = out.into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            decisions[9],
+            QuotaDecision::Allowed {
+                used: 50,
+                remaining: Some(0)
+            }
+        );
+        assert!(decisions[10..]
+            .iter()
+            .all(|d| *d == QuotaDecision::Exceeded));
         let usage = s.usage(Some("p"), "2023-11-14", "2023-11-14").unwrap();
         assert_eq!(usage[0].used, 50);
 

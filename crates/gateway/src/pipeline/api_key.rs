@@ -95,6 +95,57 @@ pub async fn identify(
     }))
 }
 
+type QuotaJob = (
+    turnpike_state::ConsumeRequest,
+    tokio::sync::oneshot::Sender<Result<QuotaDecision, String>>,
+);
+
+/// Counts the requests of all connections on one thread: whatever queued while the previous
+/// commit ran goes into the next one (group commit), and each request is answered only after
+/// the commit that holds its increment.
+#[derive(Debug)]
+pub struct QuotaWriter {
+    jobs: std::sync::mpsc::Sender<QuotaJob>,
+}
+
+/// Upper bound of requests per commit.
+const MAX_BATCH: usize = 4096;
+
+impl QuotaWriter {
+    /// Starts the writer thread (it ends when the writer is dropped).
+    pub fn start(store: Arc<dyn turnpike_state::Store>) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<QuotaJob>();
+        std::thread::Builder::new()
+            .name("turnpike-quota".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut jobs = vec![first];
+                    while jobs.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(j) => jobs.push(j),
+                            Err(_) => break,
+                        }
+                    }
+                    let (reqs, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+                    let results = store.consume_batch(&reqs);
+                    for (reply, r) in replies.into_iter().zip(results) {
+                        let _ = reply.send(r.map_err(|e| e.to_string()));
+                    }
+                }
+            })?;
+        Ok(QuotaWriter { jobs: tx })
+    }
+
+    async fn consume(&self, req: turnpike_state::ConsumeRequest) -> Result<QuotaDecision, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send((req, tx))
+            .map_err(|_| "the quota writer stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the quota writer stopped".to_string())?
+    }
+}
+
 /// A key as the store knows it, with the plans' records (quota start).
 #[derive(Debug)]
 pub struct KnownKey {
@@ -161,16 +212,28 @@ pub async fn consume_quota(gw: &Gateway, key: &KeyUse) -> Result<(), GatewayErro
     let Some(store) = access.store.clone() else {
         return Ok(());
     };
-    let plan = Arc::new(key.plan.clone());
-    let key_id = key.key_id.clone();
-    let created = key.plan_created_ms;
-    let now = crate::context::now_epoch_ms();
-    let decision = tokio::task::spawn_blocking(move || {
-        store.consume(&plan.name, &key_id, plan.quota.as_ref(), created, now)
-    })
-    .await
-    .map_err(store_error)?
-    .map_err(store_error)?;
+    let req = turnpike_state::ConsumeRequest {
+        plan: key.plan.name.clone(),
+        key_id: key.key_id.clone(),
+        quota: key.plan.quota,
+        plan_created_ms: key.plan_created_ms,
+        now_ms: crate::context::now_epoch_ms(),
+    };
+    let decision = match &access.quota_writer {
+        Some(w) => w.consume(req).await.map_err(store_error)?,
+        None => tokio::task::spawn_blocking(move || {
+            store.consume(
+                &req.plan,
+                &req.key_id,
+                req.quota.as_ref(),
+                req.plan_created_ms,
+                req.now_ms,
+            )
+        })
+        .await
+        .map_err(store_error)?
+        .map_err(store_error)?,
+    };
     match decision {
         QuotaDecision::Allowed { .. } => Ok(()),
         QuotaDecision::Exceeded => Err(GatewayError::new(
