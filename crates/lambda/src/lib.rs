@@ -105,6 +105,9 @@ pub enum InvokeError {
     /// A remote endpoint could not be reached or signed for.
     #[error("cannot reach the Lambda endpoint: {0}")]
     Transport(String),
+    /// The invocation task ended abnormally (a bug).
+    #[error("the invocation failed: {0}")]
+    Internal(String),
 }
 
 impl InvokeError {
@@ -340,7 +343,20 @@ impl Functions {
             opts.qualifier = r.qualifier;
         }
         match &f.backend {
-            Backend::Local(p) => p.invoke(payload, opts).await,
+            Backend::Local(_) => {
+                // Its own task: a caller that goes away (client disconnect) must not abort the
+                // invocation, which would kill a healthy instance; like Lambda, the invocation
+                // runs to its end and the instance stays warm.
+                let f = f.clone();
+                let task = tokio::spawn(async move {
+                    match &f.backend {
+                        Backend::Local(p) => p.invoke(payload, opts).await,
+                        Backend::Remote(rm) => rm.invoke(payload, opts).await,
+                    }
+                });
+                task.await
+                    .unwrap_or_else(|e| Err(InvokeError::Internal(e.to_string())))
+            }
             Backend::Remote(rm) => rm.invoke(payload, opts).await,
         }
     }

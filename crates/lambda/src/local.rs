@@ -350,7 +350,10 @@ impl Pool {
                 &format!("RequestId: {request_id} Error: Runtime exited"),
             )));
         }
-        let mut mem_check = tokio::time::interval(Duration::from_millis(50));
+        // The first check after 50 ms: a short invocation costs no /proc read.
+        let mem_period = Duration::from_millis(50);
+        let mut mem_check =
+            tokio::time::interval_at(tokio::time::Instant::now() + mem_period, mem_period);
         let result = loop {
             tokio::select! {
                 r = &mut rx => {
@@ -406,10 +409,11 @@ impl Pool {
             }
         };
         let ms = started.elapsed().as_secs_f64() * 1000.0;
-        eprintln!("[lambda:{}] END RequestId: {request_id}", spec.name);
-        eprintln!(
-            "[lambda:{}] REPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tMemory Size: {} MB",
-            spec.name, spec.memory_mb
+        // One write for both lines: stderr is unbuffered.
+        eprint!(
+            "[lambda:{name}] END RequestId: {request_id}\n[lambda:{name}] REPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tMemory Size: {} MB\n",
+            spec.memory_mb,
+            name = spec.name,
         );
         result
     }

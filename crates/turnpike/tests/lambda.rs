@@ -711,3 +711,43 @@ async fn hot_reload_rebuilds_functions() {
         assert!(!pid_alive(pid), "function process {pid} outlived turnpike");
     }
 }
+
+/// A client that disconnects mid-invocation does not kill the function instance: the
+/// invocation runs to its end and the next request finds the same process warm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_keeps_the_instance_warm() {
+    let dir = temp_dir();
+    let paths = json!({"/py": {"get": proxy_op("py")}});
+    let file = setup(dir.path(), paths, &py_fn("py", "    timeout: 10\n"), "");
+    let mut tp = Turnpike::serve(&file);
+    let r = get(&tp.url("/dev/py")).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), tp.stderr());
+    let pid = r.json()["info"]["pid"].as_u64().expect("pid");
+    // Gives up after 300 ms on a 1-second invocation.
+    let gave_up = client()
+        .get(tp.url("/dev/py?mode=sleep&seconds=1"))
+        .timeout(std::time::Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client was expected to time out");
+    assert!(
+        pid_alive(pid),
+        "the instance was killed with the client's request"
+    );
+    // The abandoned invocation completes; then the same process serves the next one.
+    let deadline = std::time::Instant::now() + WAIT;
+    while tp.stderr().matches("] END RequestId").count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", tp.stderr());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = get(&tp.url("/dev/py")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["info"]["pid"].as_u64(),
+        Some(pid),
+        "{}",
+        tp.stderr()
+    );
+    stop(&mut tp);
+    assert!(!pid_alive(pid));
+}
