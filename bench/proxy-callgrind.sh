@@ -90,10 +90,10 @@ for bin in "${BINS[@]}"; do
   callgrind_control -d "$vg" >/dev/null
   kill -INT "$vg"; wait "$vg" 2>/dev/null || true
   dump=$(ls -t "$cg".* 2>/dev/null | head -1)
-  ir=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1; exit}')
+  ir=$(awk '/^(summary|totals):/ {print $2}' "$dump" | tail -1)
   [ "${ok:-0}" -gt 0 ] || { echo "no 2xx answers from $name; see $OUT/$name.log" >&2; exit 1; }
   per=$(( ir / ok ))
-  callgrind_annotate --inclusive=no "$dump" 2>/dev/null | head -60 > "$OUT/top-$name.txt"
+  callgrind_annotate --threshold=100 "$dump" 2>/dev/null | head -90 > "$OUT/top-$name.txt"
   printf '| %s | %d | %d |\n' "$name" "$ok" "$per" | tee -a "$OUT/summary.md"
 done
 echo "[results] $OUT/summary.md"

@@ -128,7 +128,9 @@ impl Default for Upstream {
 /// Idle HTTP/1 connections to plain-HTTP backends, by authority.
 #[derive(Debug, Default)]
 struct H1Pool {
-    idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+    /// Keyed by the authority's text: `Authority`'s own `Hash`/`Eq` are case-insensitive and
+    /// cost more than the whole lookup should.
+    idle: Mutex<HashMap<Box<str>, Vec<Idle>>>,
 }
 
 #[derive(Debug)]
@@ -191,7 +193,7 @@ impl H1Pool {
         loop {
             let idle = {
                 let mut map = self.idle.lock().ok()?;
-                let list = map.get_mut(authority)?;
+                let list = map.get_mut(authority.as_str())?;
                 list.pop()?
             };
             if idle.since.elapsed() > IDLE_TIMEOUT || idle.sender.is_closed() {
@@ -208,13 +210,18 @@ impl H1Pool {
         if sender.is_closed() {
             return;
         }
-        if let Ok(mut map) = self.idle.lock() {
-            let list = map.entry(authority).or_default();
-            if list.len() < MAX_IDLE_PER_HOST {
-                list.push(Idle {
-                    sender,
-                    since: Instant::now(),
-                });
+        let Ok(mut map) = self.idle.lock() else {
+            return;
+        };
+        let idle = Idle {
+            sender,
+            since: Instant::now(),
+        };
+        match map.get_mut(authority.as_str()) {
+            Some(list) if list.len() < MAX_IDLE_PER_HOST => list.push(idle),
+            Some(_) => {}
+            None => {
+                map.insert(authority.as_str().into(), vec![idle]);
             }
         }
     }

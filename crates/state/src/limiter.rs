@@ -63,18 +63,13 @@ impl RateLimiter for MemoryLimiter {
         // A zero burst still lets a rate >= 1 through one request at a time.
         let cap = f64::from(limit.burst.max(1));
         // Look up before inserting: `entry` would allocate the key on every request.
-        if !map.contains_key(scope) {
-            map.insert(
-                scope.to_string(),
-                Bucket {
-                    limit,
-                    tokens: cap,
-                    last: now,
-                },
-            );
-        }
-        let Some(b) = map.get_mut(scope) else {
-            return true;
+        let b = match map.get_mut(scope) {
+            Some(b) => b,
+            None => map.entry(scope.to_string()).or_insert(Bucket {
+                limit,
+                tokens: cap,
+                last: now,
+            }),
         };
         if b.limit != limit {
             *b = Bucket {

@@ -70,9 +70,25 @@ const REMAPPED_RESPONSE_HEADERS: [(HeaderName, HeaderName); 5] = [
 /// Rewrites a backend's response headers in place as AWS does for HTTP_PROXY: drops
 /// `Transfer-Encoding` and `Via`, renames the [`REMAPPED_RESPONSE_HEADERS`].
 fn remap_response_headers(h: &mut HeaderMap) {
-    h.remove(header::TRANSFER_ENCODING);
-    h.remove(header::VIA);
-    for (name, remapped) in &REMAPPED_RESPONSE_HEADERS {
+    // One pass over the (few) headers present; comparing header names is cheap, looking them
+    // up by hash is not.
+    let mut present = [false; 5];
+    let mut drop_framing = false;
+    for k in h.keys() {
+        if k == header::TRANSFER_ENCODING || k == header::VIA {
+            drop_framing = true;
+        } else if let Some(i) = REMAPPED_RESPONSE_HEADERS.iter().position(|(n, _)| n == k) {
+            present[i] = true;
+        }
+    }
+    if drop_framing {
+        h.remove(header::TRANSFER_ENCODING);
+        h.remove(header::VIA);
+    }
+    for (i, (name, remapped)) in REMAPPED_RESPONSE_HEADERS.iter().enumerate() {
+        if !present[i] {
+            continue;
+        }
         let mut all = h.get_all(name).iter();
         let Some(first) = all.next().cloned() else {
             continue;
