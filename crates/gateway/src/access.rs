@@ -205,7 +205,7 @@ pub struct AccessState {
     /// API key lookups, valid while the store's key generation stays the same.
     pub keys: crate::pipeline::api_key::KeyCache,
     /// Group-commits quota increments (with a store).
-    pub quota_writer: Option<crate::pipeline::api_key::QuotaWriter>,
+    pub quota_writer: Option<Arc<crate::pipeline::api_key::QuotaWriter>>,
 }
 
 impl std::fmt::Debug for AccessState {
@@ -235,8 +235,7 @@ const AUTH_CACHE_MAX: usize = 10_000;
 impl AccessState {
     pub fn with_store(store: Arc<dyn Store>) -> Self {
         AccessState {
-            // Without the thread, quotas are still counted (one commit per request).
-            quota_writer: crate::pipeline::api_key::QuotaWriter::start(store.clone()).ok(),
+            quota_writer: Some(crate::pipeline::api_key::QuotaWriter::new(store.clone())),
             store: Some(store),
             ..Default::default()
         }

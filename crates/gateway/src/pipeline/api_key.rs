@@ -100,49 +100,70 @@ type QuotaJob = (
     tokio::sync::oneshot::Sender<Result<QuotaDecision, String>>,
 );
 
-/// Counts the requests of all connections on one thread: whatever queued while the previous
-/// commit ran goes into the next one (group commit), and each request is answered only after
-/// the commit that holds its increment.
-#[derive(Debug)]
+/// Group commit of quota increments. A request that queues while no batch is forming starts a
+/// flush task; the task yields once, so every request that is ready on this worker queues too,
+/// then commits the whole batch with one blocking call (one transaction, one fsync). Each
+/// request is answered only after the commit that holds its increment. The flush is a task of
+/// its own so that a client going away cannot cancel it.
 pub struct QuotaWriter {
-    jobs: std::sync::mpsc::Sender<QuotaJob>,
+    store: Arc<dyn turnpike_state::Store>,
+    queue: std::sync::Mutex<Vec<QuotaJob>>,
+    forming: std::sync::atomic::AtomicBool,
 }
 
-/// Upper bound of requests per commit.
-const MAX_BATCH: usize = 4096;
+impl std::fmt::Debug for QuotaWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuotaWriter").finish_non_exhaustive()
+    }
+}
 
 impl QuotaWriter {
-    /// Starts the writer thread (it ends when the writer is dropped).
-    pub fn start(store: Arc<dyn turnpike_state::Store>) -> std::io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::channel::<QuotaJob>();
-        std::thread::Builder::new()
-            .name("turnpike-quota".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut jobs = vec![first];
-                    while jobs.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(j) => jobs.push(j),
-                            Err(_) => break,
-                        }
-                    }
-                    let (reqs, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
-                    let results = store.consume_batch(&reqs);
-                    for (reply, r) in replies.into_iter().zip(results) {
-                        let _ = reply.send(r.map_err(|e| e.to_string()));
-                    }
-                }
-            })?;
-        Ok(QuotaWriter { jobs: tx })
+    pub fn new(store: Arc<dyn turnpike_state::Store>) -> Arc<Self> {
+        Arc::new(QuotaWriter {
+            store,
+            queue: std::sync::Mutex::new(Vec::new()),
+            forming: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
-    async fn consume(&self, req: turnpike_state::ConsumeRequest) -> Result<QuotaDecision, String> {
+    async fn consume(
+        self: &Arc<Self>,
+        req: turnpike_state::ConsumeRequest,
+    ) -> Result<QuotaDecision, String> {
+        use std::sync::atomic::Ordering;
+        let stopped = || "the quota writer stopped".to_string();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send((req, tx))
-            .map_err(|_| "the quota writer stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the quota writer stopped".to_string())?
+        self.queue.lock().map_err(|_| stopped())?.push((req, tx));
+        if !self.forming.swap(true, Ordering::AcqRel) {
+            tokio::spawn(self.clone().flush());
+        }
+        rx.await.map_err(|_| stopped())?
+    }
+
+    async fn flush(self: Arc<Self>) {
+        tokio::task::yield_now().await;
+        let jobs = match self.queue.lock() {
+            Ok(mut q) => std::mem::take(&mut *q),
+            Err(_) => Vec::new(),
+        };
+        // Requests queued from now on start the next batch (committed after this one).
+        self.forming
+            .store(false, std::sync::atomic::Ordering::Release);
+        let (reqs, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+        let store = self.store.clone();
+        let results = tokio::task::spawn_blocking(move || store.consume_batch(&reqs)).await;
+        match results {
+            Ok(results) => {
+                for (reply, r) in replies.into_iter().zip(results) {
+                    let _ = reply.send(r.map_err(|e| e.to_string()));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
     }
 }
 
