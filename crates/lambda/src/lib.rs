@@ -510,6 +510,60 @@ mod tests {
         );
     }
 
+    fn def(name: &str, config: serde_json::Value) -> FunctionDef {
+        FunctionDef {
+            name: name.into(),
+            config: serde_json::from_value(config).expect("function config"),
+        }
+    }
+
+    #[tokio::test]
+    async fn reload_keeps_unchanged_functions_and_retires_the_rest() {
+        let cmd = |c: &str| serde_json::json!({ "command": c });
+        let f = Functions::new(
+            &[def("a", cmd("true")), def("b", cmd("true"))],
+            Settings::default(),
+        )
+        .expect("registry");
+        let s = f
+            .reload(
+                &[
+                    def("a", cmd("true")),
+                    def("b", cmd("false")),
+                    def("c", cmd("true")),
+                ],
+                Settings::default(),
+            )
+            .expect("reload");
+        assert_eq!(s.kept, ["a"]);
+        assert_eq!(s.started, ["b", "c"]);
+        assert_eq!(s.retired, ["b"]);
+        assert_eq!(f.names(), ["a", "b", "c"]);
+        // Another region changes every ARN: everything is rebuilt.
+        let eu = Settings {
+            region: "eu-west-1".into(),
+            ..Settings::default()
+        };
+        let s = f
+            .reload(&[def("a", cmd("true"))], eu.clone())
+            .expect("reload");
+        assert_eq!(
+            (s.started, s.retired),
+            (
+                vec!["a".to_string()],
+                vec!["a".into(), "b".into(), "c".into()]
+            )
+        );
+        assert_eq!(
+            f.arn("a"),
+            "arn:aws:lambda:eu-west-1:123456789012:function:a"
+        );
+        // An invalid definition changes nothing.
+        assert!(f.reload(&[def("x", serde_json::json!({}))], eu).is_err());
+        assert_eq!(f.names(), ["a"]);
+        f.shutdown().await;
+    }
+
     #[test]
     fn error_message_of_function_errors() {
         let out = InvokeOutput {

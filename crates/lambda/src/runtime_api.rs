@@ -76,6 +76,8 @@ impl RuntimeApi {
                     a = listener.accept() => a,
                 };
                 let Ok((stream, _)) = accepted else { continue };
+                // Small request/response exchanges on a keep-alive connection: no Nagle delay.
+                let _ = stream.set_nodelay(true);
                 let s = s.clone();
                 let stop = stop.clone();
                 tokio::spawn(async move {
