@@ -93,7 +93,9 @@ for bin in "${BINS[@]}"; do
   ir=$(awk '/^(summary|totals):/ {print $2}' "$dump" | tail -1)
   [ "${ok:-0}" -gt 0 ] || { echo "no 2xx answers from $name; see $OUT/$name.log" >&2; exit 1; }
   per=$(( ir / ok ))
-  callgrind_annotate --threshold=100 "$dump" 2>/dev/null | head -90 > "$OUT/top-$name.txt"
+  # Whole listing to a file first: `| head` would SIGPIPE the annotator and fail the script.
+  callgrind_annotate --threshold=100 "$dump" > "$OUT/annotate-$name.txt" 2>/dev/null || true
+  head -90 "$OUT/annotate-$name.txt" > "$OUT/top-$name.txt"
   printf '| %s | %d | %d |\n' "$name" "$ok" "$per" | tee -a "$OUT/summary.md"
 done
 echo "[results] $OUT/summary.md"

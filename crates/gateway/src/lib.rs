@@ -13,6 +13,7 @@ pub mod context;
 pub mod deployment;
 pub mod error;
 pub mod gateway_response;
+pub mod headers;
 pub mod mapping;
 pub mod pipeline;
 pub mod router;

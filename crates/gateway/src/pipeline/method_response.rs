@@ -3,12 +3,13 @@
 
 use std::time::Instant;
 
-use http::{HeaderName, HeaderValue, Response};
+use http::{HeaderValue, Response};
 use http_body::Body as _;
 
 use crate::body::Body;
 use crate::context::RequestContext;
 use crate::deployment::StageRuntime;
+use crate::headers;
 
 pub fn finish(
     resp: &mut Response<Body>,
@@ -18,10 +19,10 @@ pub fn finish(
 ) {
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-        h.insert(HeaderName::from_static("x-amzn-requestid"), v);
+        h.insert(headers::X_AMZN_REQUEST_ID.clone(), v);
     }
     if let Ok(v) = HeaderValue::from_str(&ctx.extended_request_id) {
-        h.insert(HeaderName::from_static("x-amz-apigw-id"), v);
+        h.insert(headers::X_AMZ_APIGW_ID.clone(), v);
     }
     ctx.status = Some(resp.status().as_u16());
     ctx.response_latency_ms = Some(started.elapsed().as_millis() as u64);

@@ -59,7 +59,7 @@ impl Invocation {
             .and_then(|t| http::HeaderValue::from_str(t).ok())
         {
             resp.headers_mut()
-                .insert(http::HeaderName::from_static("x-amzn-trace-id"), t);
+                .insert(crate::headers::X_AMZN_TRACE_ID.clone(), t);
         }
     }
 

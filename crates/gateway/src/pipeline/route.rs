@@ -77,7 +77,7 @@ fn json_error(
 /// A client-supplied `x-amzn-RequestId` is honoured when it is a UUID (AWS).
 fn request_id<B>(req: &Request<B>) -> String {
     req.headers()
-        .get("x-amzn-requestid")
+        .get(&crate::headers::X_AMZN_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| uuid::Uuid::parse_str(s).ok())
         .unwrap_or_else(uuid::Uuid::new_v4)

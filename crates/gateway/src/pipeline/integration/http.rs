@@ -44,7 +44,7 @@ const DROPPED_REQUEST_HEADERS: [&str; 15] = [
 
 /// Integration response headers AWS renames to `x-amzn-Remapped-{name}` (HTTP header names are
 /// case-insensitive; hyper writes them in lower case).
-const REMAPPED_RESPONSE_HEADERS: [(HeaderName, HeaderName); 5] = [
+static REMAPPED_RESPONSE_HEADERS: [(HeaderName, HeaderName); 5] = [
     (
         header::CONNECTION,
         HeaderName::from_static("x-amzn-remapped-connection"),
@@ -321,10 +321,10 @@ fn add_gateway_headers(h: &mut HeaderMap, inv: &Invocation) {
         .as_deref()
         .and_then(|t| HeaderValue::from_str(t).ok())
     {
-        h.insert(HeaderName::from_static("x-amzn-trace-id"), v);
+        h.insert(crate::headers::X_AMZN_TRACE_ID.clone(), v);
     }
     h.insert(
-        HeaderName::from_static("x-amzn-apigateway-api-id"),
+        crate::headers::X_AMZN_APIGATEWAY_API_ID.clone(),
         inv.api.headers.api_id.clone(),
     );
 }
