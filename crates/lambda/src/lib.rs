@@ -12,6 +12,7 @@
 
 pub mod aws;
 mod local;
+mod log;
 mod remote;
 mod runtime_api;
 
@@ -384,6 +385,8 @@ impl Functions {
         }
         self.retiring.close();
         self.retiring.wait().await;
+        // The processes' last lines are out before the caller reports anything else.
+        let _ = tokio::task::spawn_blocking(log::flush).await;
     }
 }
 

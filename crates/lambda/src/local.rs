@@ -338,10 +338,10 @@ impl Pool {
             reply: tx,
         };
         let started = Instant::now();
-        eprintln!(
-            "[lambda:{}] START RequestId: {request_id} Version: $LATEST",
+        crate::log::line(format!(
+            "[lambda:{}] START RequestId: {request_id} Version: $LATEST\n",
             spec.name
-        );
+        ));
         let timeout_at = started + spec.timeout;
         let mut exited = instance.exited.clone();
         if instance.api.jobs.send(job).await.is_err() {
@@ -409,12 +409,11 @@ impl Pool {
             }
         };
         let ms = started.elapsed().as_secs_f64() * 1000.0;
-        // One write for both lines: stderr is unbuffered.
-        eprint!(
+        crate::log::line(format!(
             "[lambda:{name}] END RequestId: {request_id}\n[lambda:{name}] REPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tMemory Size: {} MB\n",
             spec.memory_mb,
             name = spec.name,
-        );
+        ));
         result
     }
 
@@ -596,7 +595,7 @@ async fn pump_logs<R: AsyncRead + Unpin>(r: R, name: String, shared: Arc<Shared>
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .unwrap_or_else(|| "init".into());
-        eprintln!("[lambda:{name}] [{rid}] {line}");
+        crate::log::line(format!("[lambda:{name}] [{rid}] {line}\n"));
     }
 }
 
