@@ -158,14 +158,17 @@ impl H1Pool {
             .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
         parts.uri = origin;
         let mut req = Request::from_parts(parts, body);
-        // A pooled connection may have been closed by the backend just as we picked it; the
-        // request then comes back unsent and goes out on the next connection (hyper-util's
-        // client does the same). A fresh connection gets no second try.
+        // A pooled connection may have been closed by the backend just as we picked it. If the
+        // request comes back unsent, it goes out on the next connection. If it was sent and the
+        // connection died before a response began, an idempotent request with a buffered body
+        // is sent again (nginx's `proxy_next_upstream error`). A fresh connection gets no
+        // second try, so this ends once the pool has no more stale connections to offer.
         loop {
             let (mut sender, reused) = match self.checkout(&authority).await {
                 Some(s) => (s, true),
                 None => (connect(&authority).await?, false),
             };
+            let replay = if reused { replayable(&req) } else { None };
             match sender.try_send_request(req).await {
                 Ok(resp) => {
                     let (head, inner) = resp.into_parts();
@@ -180,8 +183,9 @@ impl H1Pool {
                     body.check_in_if_done();
                     return Ok(Response::from_parts(head, body));
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if reused => req = unsent,
+                Err(mut e) => match (e.take_message(), replay) {
+                    (Some(unsent), _) if reused => req = unsent,
+                    (_, Some(again)) if died_before_response(e.error()) => req = again,
                     _ => return Err(UpstreamError::Http(e.into_error())),
                 },
             }
@@ -225,6 +229,45 @@ impl H1Pool {
             }
         }
     }
+}
+
+/// A copy of `req` to send again if its connection dies: only for idempotent methods and
+/// buffered bodies.
+fn replayable(req: &Request<Body>) -> Option<Request<Body>> {
+    use http::Method;
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    );
+    let body = match req.body() {
+        Body::Full(b) if idempotent => Body::Full(b.clone()),
+        _ => return None,
+    };
+    let mut copy = Request::new(body);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
+/// Whether the connection closed or reset before any of the response arrived.
+fn died_before_response(e: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    e.source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        })
 }
 
 async fn connect(authority: &Authority) -> Result<SendRequest<Body>, UpstreamError> {

@@ -437,3 +437,86 @@ async fn http2_clients_are_served() {
     assert_eq!(r.status, 403);
     assert_eq!(r.text(), r#"{"message":"Missing Authentication Token"}"#);
 }
+
+/// A backend that answers one request per connection and then closes it without saying so
+/// (no `Connection: close`): every pooled connection Turnpike keeps goes stale, either before
+/// it is picked again or while the next request is being sent. No client request may fail:
+/// a request that did not go out is retried on a fresh connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_pooled_connections_are_replaced() {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let backend = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => got.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                // Half the connections linger a moment (stale while idle in the pool), the
+                // others close at once (stale by the time the next request is written).
+                if n % 2 == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                drop(s);
+            });
+        }
+    });
+    let dir = temp_dir();
+    let def = openapi(
+        "Stale",
+        json!({"/{proxy+}": {"x-amazon-apigateway-any-method": http_proxy_op(
+            &format!("http://{addr}/{{proxy}}"),
+            json!({"integration.request.path.proxy": "method.request.path.proxy"}),
+            path_params(&["proxy"]),
+        )}}),
+    );
+    write_json(dir.path(), "api.json", &def);
+    let file = project(dir.path(), "api.json", API_ID, "dev", "");
+    let tp = Turnpike::serve(&file);
+    let c = client();
+    for i in 0..40 {
+        let r = send(c.get(tp.url(&format!("/dev/seq/{i}")))).await;
+        assert_eq!((r.status, r.text()), (200, "ok".to_string()), "request {i}");
+        if i % 3 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let c = c.clone();
+        let url = tp.url(&format!("/dev/par/{w}"));
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20 {
+                let r = send(c.get(&url)).await;
+                assert_eq!(
+                    (r.status, r.text()),
+                    (200, "ok".to_string()),
+                    "worker {w} request {i}"
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    // One connection per request: the backend never served two on one connection.
+    assert!(accepted.load(Ordering::SeqCst) >= 120);
+    backend.abort();
+}
