@@ -83,6 +83,7 @@ pub enum Durability {
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    durability: Durability,
     /// Lookups on the request path (key by value, plans, the key generation) use their own
     /// connection: in WAL mode they never wait for the writer's commit (an fsync).
     reader: Mutex<Connection>,
@@ -132,6 +133,7 @@ impl SqliteStore {
         reader.busy_timeout(Duration::from_secs(10))?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            durability,
             reader: Mutex::new(reader),
             path: path.to_path_buf(),
         })
@@ -517,6 +519,10 @@ impl QuotaStore for SqliteStore {
         self.with(|conn| apply_increments(conn, std::slice::from_ref(&req)))?
             .pop()
             .ok_or_else(|| StateError::Invalid("no quota decision".into()))
+    }
+
+    fn commit_may_block(&self) -> bool {
+        self.durability == Durability::Full
     }
 
     fn consume_batch(&self, batch: &[ConsumeRequest]) -> Vec<Result<QuotaDecision>> {

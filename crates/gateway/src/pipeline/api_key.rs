@@ -104,7 +104,8 @@ type QuotaJob = (
 /// flush task; the task yields once, so every request that is ready on this worker queues too,
 /// then commits the whole batch with one blocking call (one transaction, one fsync). Each
 /// request is answered only after the commit that holds its increment. The flush is a task of
-/// its own so that a client going away cannot cancel it.
+/// its own so that a client going away cannot cancel it. Commits that may fsync run on the
+/// blocking pool; others (`--state-sync process`) inline.
 pub struct QuotaWriter {
     store: Arc<dyn turnpike_state::Store>,
     queue: std::sync::Mutex<Vec<QuotaJob>>,
@@ -151,7 +152,12 @@ impl QuotaWriter {
             .store(false, std::sync::atomic::Ordering::Release);
         let (reqs, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
         let store = self.store.clone();
-        let results = tokio::task::spawn_blocking(move || store.consume_batch(&reqs)).await;
+        let results = if store.commit_may_block() {
+            tokio::task::spawn_blocking(move || store.consume_batch(&reqs)).await
+        } else {
+            // No fsync: a commit is a short write to the OS, cheaper here than a thread switch.
+            Ok(store.consume_batch(&reqs))
+        };
         match results {
             Ok(results) => {
                 for (reply, r) in replies.into_iter().zip(results) {
