@@ -58,8 +58,8 @@ pub struct Gateway {
     pub websockets: Arc<websocket::Hub>,
     /// Lambda functions that `AWS_PROXY` / `AWS` Lambda integrations invoke by name.
     pub functions: Arc<turnpike_lambda::Functions>,
-    /// Endpoints and credentials of AWS service integrations.
-    pub aws: Arc<turnpike_model::functions::AwsSettings>,
+    /// Endpoints and credentials of AWS service integrations (swapped on reload).
+    aws: ArcSwap<turnpike_model::functions::AwsSettings>,
     /// API keys, quota counters, token buckets, JWKS and authorizer caches.
     access: Arc<access::AccessState>,
 }
@@ -72,7 +72,7 @@ impl Gateway {
             limits,
             websockets: Arc::default(),
             functions: Arc::new(turnpike_lambda::Functions::empty()),
-            aws: Arc::default(),
+            aws: ArcSwap::default(),
             access: Arc::default(),
         }
     }
@@ -96,9 +96,19 @@ impl Gateway {
     }
 
     /// Endpoints and credentials for AWS service integrations (the project's `aws:` section).
-    pub fn with_aws(mut self, aws: turnpike_model::functions::AwsSettings) -> Self {
-        self.aws = Arc::new(aws);
+    pub fn with_aws(self, aws: turnpike_model::functions::AwsSettings) -> Self {
+        self.set_aws(aws);
         self
+    }
+
+    /// The endpoints and credentials AWS service integrations use now.
+    pub fn aws(&self) -> Arc<turnpike_model::functions::AwsSettings> {
+        self.aws.load_full()
+    }
+
+    /// Replaces the AWS service settings (a reloaded project file).
+    pub fn set_aws(&self, aws: turnpike_model::functions::AwsSettings) {
+        self.aws.store(Arc::new(aws));
     }
 
     /// WebSocket limits and timers (default: AWS's).

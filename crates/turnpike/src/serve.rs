@@ -327,6 +327,7 @@ fn watch(
                             tracing::error!(error = %e, "reload: recording API keys and usage plans failed");
                         }
                     }
+                    gateway.set_aws(project.aws.clone());
                     gateway.swap(runtime);
                     tracing::info!(file = %file.display(), "definition reloaded");
                 }

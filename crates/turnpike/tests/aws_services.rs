@@ -221,3 +221,52 @@ async fn sqs_dynamodb_s3_against_moto() {
     tp.sigterm();
     assert!(tp.wait_exit(WAIT).is_some());
 }
+
+/// The project's `aws:` endpoints follow a hot reload like the rest of the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_endpoints_follow_hot_reload() {
+    let moto = start_moto();
+    boto(
+        moto.port,
+        "s3 = boto3.client('s3', **kw)\ns3.create_bucket(Bucket='bkt')\ns3.put_object(Bucket='bkt', Key='k', Body=b'from moto')",
+    );
+    let mut get_obj = aws_op(
+        "arn:aws:apigateway:us-east-1:s3:path/bkt/{key}",
+        "GET",
+        json!({"requestParameters": {"integration.request.path.key": "method.request.path.key"}}),
+    );
+    get_obj["parameters"] = path_params(&["key"]);
+    let dir = temp_dir();
+    write_json(
+        dir.path(),
+        "api.json",
+        &openapi("Reload", json!({"/files/{key}": {"get": get_obj}})),
+    );
+    let project = |endpoint: &str| {
+        format!(
+            "apis:\n  - definition: api.json\n    id: awsreload1\n    stages:\n      - name: dev\naws:\n  endpoints: {{s3: \"{endpoint}\"}}\n  credentials:\n    default: {{accessKeyId: test, secretAccessKey: test}}\n"
+        )
+    };
+    let file = write(
+        dir.path(),
+        "turnpike.yaml",
+        &project(&format!("http://127.0.0.1:{}", closed_port())),
+    );
+    let mut tp = Turnpike::serve_with(&file, &[]);
+    let r = get(&tp.url("/dev/files/k")).await;
+    assert_eq!(r.status, 500, "nothing listens there: {}", r.text());
+    write(
+        dir.path(),
+        "turnpike.yaml",
+        &project(&format!("http://127.0.0.1:{}", moto.port)),
+    );
+    assert!(
+        tp.wait_stderr("definition reloaded", WAIT),
+        "{}",
+        tp.stderr()
+    );
+    let r = get(&tp.url("/dev/files/k")).await;
+    assert_eq!((r.status, r.text()), (200, "from moto".to_string()));
+    tp.sigterm();
+    assert!(tp.wait_exit(WAIT).is_some());
+}

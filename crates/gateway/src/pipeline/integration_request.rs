@@ -30,8 +30,13 @@ const FORBIDDEN_MAPPED_HEADERS: [&str; 4] = [
 ];
 
 /// Headers no mapping may set on `AWS` and `AWS_PROXY` integrations either (AWS answers 500).
-const FORBIDDEN_MAPPED_HEADERS_AWS: [&str; 5] =
-    ["authorization", "connection", "expect", "proxy-authenticate", "te"];
+const FORBIDDEN_MAPPED_HEADERS_AWS: [&str; 5] = [
+    "authorization",
+    "connection",
+    "expect",
+    "proxy-authenticate",
+    "te",
+];
 
 /// The media type of a Content-Type/Accept value, lower-cased, parameters dropped.
 pub fn media_type(v: &str) -> String {

@@ -111,8 +111,9 @@ fn credentials_for(gw: &Gateway, inv: &Invocation) -> Option<AwsCredentials> {
         .method_integration
         .as_ref()
         .and_then(|i| i.credentials.clone());
-    role.and_then(|r| gw.aws.credentials.get(&r).cloned())
-        .or_else(|| gw.aws.credentials.get("default").cloned())
+    let aws = gw.aws();
+    role.and_then(|r| aws.credentials.get(&r).cloned())
+        .or_else(|| aws.credentials.get("default").cloned())
         .or_else(turnpike_lambda::aws::default_credentials)
 }
 
@@ -132,7 +133,7 @@ pub async fn invoke(
             "Execution failed due to configuration error: AWS ARN for integration must contain path or action: {uri:?}"
         )));
     };
-    let overridden = gw.aws.endpoints.get(&svc.service).cloned();
+    let overridden = gw.aws().endpoints.get(&svc.service).cloned();
     let (base, path_prefix) = match (&overridden, &svc.subdomain) {
         (Some(e), Some(sub)) => (e.trim_end_matches('/').to_string(), format!("/{sub}")),
         (Some(e), None) => (e.trim_end_matches('/').to_string(), String::new()),
