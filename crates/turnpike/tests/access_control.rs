@@ -179,6 +179,60 @@ async fn quota_exact_boundary_survives_restart_and_usage_report() {
     assert_eq!(pairs, vec![json!([3, 0]), json!([3, 0])], "{out}");
 }
 
+/// Concurrent requests are counted in group commits and the quota stays exact; with
+/// `--state-sync process` the counters survive a kill -9 of the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_exact_under_concurrency_and_survives_kill_with_state_sync_process() {
+    let dir = temp_dir();
+    write_json(dir.path(), "api.json", &api_with_key_methods(json!({})));
+    let file = project_file(
+        dir.path(),
+        &format!(
+            "apiKeys:\n  - {{name: alice, value: {ALICE}}}\nusagePlans:\n  - name: tin\n    apiStages: [dev]\n    quota: {{limit: 20, period: DAY}}\n    keys: [alice]\n"
+        ),
+    );
+    let data_s = dir.path().join("state").display().to_string();
+    let args = [
+        "--no-watch",
+        "--data-dir",
+        &data_s,
+        "--state-sync",
+        "process",
+    ];
+    {
+        let t = Turnpike::serve_with(&file, &args);
+        let url = t.url("/dev/keyed");
+        let tasks: Vec<_> = (0..30)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { get_with_key(&url, Some(ALICE)).await.status })
+            })
+            .collect();
+        let mut ok = 0;
+        let mut limited = 0;
+        for t in tasks {
+            match t.await.expect("task") {
+                200 => ok += 1,
+                429 => limited += 1,
+                other => panic!("status {other}"),
+            }
+        }
+        assert_eq!((ok, limited), (20, 10));
+        // Dropping the server kills it (SIGKILL).
+    }
+    let t = Turnpike::serve_with(&file, &args);
+    assert_eq!(
+        get_with_key(&t.url("/dev/keyed"), Some(ALICE)).await.status,
+        429
+    );
+    let (st, out, err) = run_cli(&["usage", "--data-dir", &data_s, "--plan", "tin"]);
+    assert!(st.success(), "{err}");
+    let report: Value = serde_json::from_str(&out).expect("usage JSON");
+    let items = report[0]["items"].as_object().expect("items").clone();
+    let used: Vec<Value> = items.values().map(|v| v[0].clone()).collect();
+    assert_eq!(used, vec![json!([20, 0])], "{out}");
+}
+
 #[tokio::test]
 async fn throttling_stage_method_plan_and_account_levels() {
     let dir = temp_dir();
