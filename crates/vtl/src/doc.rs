@@ -5,6 +5,7 @@
 //! large objects get a sorted key index. Much cheaper than building a
 //! `serde_json::Value` (no per-object hash maps, few allocations).
 
+use crate::value::push_short;
 use std::cmp::Ordering;
 
 const MAX_DEPTH: usize = 128;
@@ -672,7 +673,7 @@ fn string_escaped(
         // One allocation for all unescaped strings of the document.
         unesc.reserve(s.len() - start);
     }
-    unesc.push_str(text.get(start..i)?);
+    push_short(unesc, text.get(start..i)?);
     loop {
         match *s.get(i)? {
             b'"' => {
@@ -718,7 +719,7 @@ fn string_escaped(
                 // Copy a run of plain bytes.
                 let run = i;
                 i = skip_plain(s, i);
-                unesc.push_str(text.get(run..i)?);
+                push_short(unesc, text.get(run..i)?);
             }
         }
     }

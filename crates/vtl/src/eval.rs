@@ -335,7 +335,7 @@ impl<'r> Eval<'r> {
             self.tick()?;
             match node {
                 Node::Text(t) => {
-                    self.out.push_str(t);
+                    push_short(&mut self.out, t);
                     self.check_out()?;
                 }
                 Node::Ref(r) => {
@@ -369,7 +369,7 @@ impl<'r> Eval<'r> {
                         if let [Node::Text(t)] = body.as_slice() {
                             if self.nesting < MAX_EVAL_NESTING {
                                 self.tick()?;
-                                self.out.push_str(t);
+                                push_short(&mut self.out, t);
                                 self.check_out()?;
                                 continue;
                             }
@@ -460,7 +460,7 @@ impl<'r> Eval<'r> {
         if let Some(d) = self.doc_chain(r) {
             match d.node() {
                 DNode::Null => {}
-                DNode::Str(_) => self.out.push_str(d.str().unwrap_or("")),
+                DNode::Str(_) => push_short(&mut self.out, d.str().unwrap_or("")),
                 DNode::Int(i) => java::fmt_int(i, &mut self.out),
                 _ => return self.write(&Value::from_doc(d)),
             }

@@ -1,6 +1,7 @@
 //! Java-compatible helpers: number formatting, `$util` functions, regex translation
 //! and UTF-16 index arithmetic for `String` methods.
 
+use crate::value::push_short;
 use base64::Engine as _;
 use std::fmt::Write as _;
 
@@ -74,18 +75,18 @@ fn short_decimal(d: f64, out: &mut String) -> bool {
             out.push('-');
         }
         if k == 0 {
-            out.push_str(digits);
+            push_short(out, digits);
             out.push_str(".0");
         } else if n > k {
-            out.push_str(digits.get(..n - k).unwrap_or(""));
+            push_short(out, digits.get(..n - k).unwrap_or(""));
             out.push('.');
-            out.push_str(digits.get(n - k..).unwrap_or(""));
+            push_short(out, digits.get(n - k..).unwrap_or(""));
         } else {
             out.push_str("0.");
             for _ in n..k {
                 out.push('0');
             }
-            out.push_str(digits);
+            push_short(out, digits);
         }
         return true;
     }
@@ -96,7 +97,7 @@ fn short_decimal(d: f64, out: &mut String) -> bool {
 #[inline]
 pub(crate) fn fmt_int(i: i64, out: &mut String) {
     let mut b = itoa::Buffer::new();
-    out.push_str(b.format(i));
+    push_short(out, b.format(i));
 }
 
 /// Bytes `escape_javascript` must rewrite.
@@ -125,7 +126,7 @@ pub(crate) fn escape_javascript(s: &str, out: &mut String) {
             i += 1;
             continue;
         }
-        out.push_str(&s[last..i]);
+        push_short(out, &s[last..i]);
         if b >= 0x80 {
             let ch = s[i..].chars().next().unwrap_or('\u{FFFD}');
             let mut units = [0u16; 2];
@@ -150,7 +151,7 @@ pub(crate) fn escape_javascript(s: &str, out: &mut String) {
         }
         last = i;
     }
-    out.push_str(&s[last..]);
+    push_short(out, &s[last..]);
 }
 
 fn push_js_unicode(u: u16, out: &mut String) {
