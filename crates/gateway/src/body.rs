@@ -13,6 +13,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum Body {
     Full(Option<Bytes>),
     Stream(UnsyncBoxBody<Bytes, BoxError>),
+    /// An HTTP_PROXY backend's response, passed through unboxed (the common case).
+    Upstream(crate::upstream::UpstreamBody),
 }
 
 impl Body {
@@ -50,6 +52,7 @@ impl http_body::Body for Body {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Stream(s) => Pin::new(s).poll_frame(cx),
+            Body::Upstream(u) => Pin::new(u).poll_frame(cx).map_err(Into::into),
         }
     }
 
@@ -57,6 +60,7 @@ impl http_body::Body for Body {
         match self {
             Body::Full(b) => b.is_none(),
             Body::Stream(s) => s.is_end_stream(),
+            Body::Upstream(u) => u.is_end_stream(),
         }
     }
 
@@ -64,6 +68,7 @@ impl http_body::Body for Body {
         match self {
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Stream(s) => s.size_hint(),
+            Body::Upstream(u) => u.size_hint(),
         }
     }
 }

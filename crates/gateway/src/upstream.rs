@@ -105,9 +105,22 @@ impl Upstream {
         &self,
         req: Request<Body>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        self.request_with_replay(req, || None).await
+    }
+
+    /// Like [`Upstream::request`]; if a reused keep-alive connection dies after the request was
+    /// written but before any of the response arrived, `replay` may supply the same request
+    /// again (`None`: not safe to repeat), and it goes out on another connection. This is
+    /// nginx's `proxy_next_upstream error` for idempotent requests; building the copy only when
+    /// needed keeps the common path free of it.
+    pub async fn request_with_replay(
+        &self,
+        req: Request<Body>,
+        mut replay: impl FnMut() -> Option<Request<Body>> + Send,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let plain = req.uri().scheme() == Some(&Scheme::HTTP);
         match req.uri().authority().cloned() {
-            Some(authority) if plain => self.h1.request(req, authority).await,
+            Some(authority) if plain => self.h1.request(req, authority, &mut replay).await,
             _ => {
                 let resp = self.client.request(req).await?;
                 Ok(resp.map(|inner| UpstreamBody {
@@ -144,31 +157,18 @@ impl H1Pool {
         self: &Arc<Self>,
         req: Request<Body>,
         authority: Authority,
+        replay: &mut (dyn FnMut() -> Option<Request<Body>> + Send),
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let (mut parts, body) = req.into_parts();
-        // HTTP/1 requests go out in origin form with the backend's Host.
-        if !parts.headers.contains_key(http::header::HOST) {
-            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
-                parts.headers.insert(http::header::HOST, v);
-            }
-        }
-        let origin = parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
-        parts.uri = origin;
-        let mut req = Request::from_parts(parts, body);
+        let mut req = origin_form(req, &authority);
         // A pooled connection may have been closed by the backend just as we picked it. If the
-        // request comes back unsent, it goes out on the next connection. If it was sent and the
-        // connection died before a response began, an idempotent request with a buffered body
-        // is sent again (nginx's `proxy_next_upstream error`). A fresh connection gets no
-        // second try, so this ends once the pool has no more stale connections to offer.
+        // request comes back unsent, it goes out on the next connection; if it was sent and the
+        // connection died before a response began, `replay` decides. A fresh connection gets
+        // no second try, so this ends once the pool has no more stale connections to offer.
         loop {
             let (mut sender, reused) = match self.checkout(&authority).await {
                 Some(s) => (s, true),
                 None => (connect(&authority).await?, false),
             };
-            let replay = if reused { replayable(&req) } else { None };
             match sender.try_send_request(req).await {
                 Ok(resp) => {
                     let (head, inner) = resp.into_parts();
@@ -183,9 +183,12 @@ impl H1Pool {
                     body.check_in_if_done();
                     return Ok(Response::from_parts(head, body));
                 }
-                Err(mut e) => match (e.take_message(), replay) {
-                    (Some(unsent), _) if reused => req = unsent,
-                    (_, Some(again)) if died_before_response(e.error()) => req = again,
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => req = unsent,
+                    _ if reused && died_before_response(e.error()) => match replay() {
+                        Some(again) => req = origin_form(again, &authority),
+                        None => return Err(UpstreamError::Http(e.into_error())),
+                    },
                     _ => return Err(UpstreamError::Http(e.into_error())),
                 },
             }
@@ -231,24 +234,19 @@ impl H1Pool {
     }
 }
 
-/// A copy of `req` to send again if its connection dies: only for idempotent methods and
-/// buffered bodies.
-fn replayable(req: &Request<Body>) -> Option<Request<Body>> {
-    use http::Method;
-    let idempotent = matches!(
-        *req.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    );
-    let body = match req.body() {
-        Body::Full(b) if idempotent => Body::Full(b.clone()),
-        _ => return None,
-    };
-    let mut copy = Request::new(body);
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    Some(copy)
+/// HTTP/1 requests go out in origin form (`/path?query`) with the backend's `Host`.
+fn origin_form(req: Request<Body>, authority: &Authority) -> Request<Body> {
+    let (mut parts, body) = req.into_parts();
+    if !parts.headers.contains_key(http::header::HOST) {
+        if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+            parts.headers.insert(http::header::HOST, v);
+        }
+    }
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    Request::from_parts(parts, body)
 }
 
 /// Whether the connection closed or reset before any of the response arrived.

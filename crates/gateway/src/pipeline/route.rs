@@ -83,7 +83,7 @@ fn request_id<B>(req: &Request<B>) -> String {
         .unwrap_or_else(uuid::Uuid::new_v4)
         .hyphenated()
         .encode_lower(&mut uuid::Uuid::encode_buffer())
-        .to_string()
+        .to_owned()
 }
 
 pub fn host_of<B>(req: &Request<B>) -> Option<&str> {
@@ -116,7 +116,7 @@ pub fn initial_context<B>(
             .to_string(),
         http_method: req.method().as_str().to_string(),
         protocol: "HTTP/1.1",
-        source_ip: client.source_ip.to_string(),
+        source_ip: String::from(&*client.source_ip),
         user_agent: req
             .headers()
             .get(http::header::USER_AGENT)

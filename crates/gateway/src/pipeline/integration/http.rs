@@ -19,7 +19,7 @@ use crate::error::GatewayError;
 use crate::pipeline::integration_request::{self, IntegrationRequest};
 use crate::pipeline::integration_response::{self, IntegrationOutput};
 use crate::pipeline::{content_handling, Invocation};
-use crate::upstream::UpstreamBody;
+use crate::upstream::{UpstreamBody, UpstreamError};
 use crate::Gateway;
 
 /// Client headers that never reach an HTTP_PROXY integration (recorded against AWS), plus
@@ -271,6 +271,17 @@ async fn send(
     let started = Instant::now();
     let timeout = inv.method.integration.timeout;
     let result = tokio::time::timeout(timeout, gw.upstream.request(req)).await;
+    outcome(inv, result, started)
+}
+
+/// Records how a backend call went in `$context.integration*` and turns failures into AWS's
+/// gateway responses (timeout 504, unreachable 500, network error 502).
+fn outcome(
+    inv: &mut Invocation,
+    result: Result<Result<Response<UpstreamBody>, UpstreamError>, tokio::time::error::Elapsed>,
+    started: Instant,
+) -> Result<Response<UpstreamBody>, GatewayError> {
+    let timeout = inv.method.integration.timeout;
     inv.ctx.integration_latency_ms = Some(started.elapsed().as_millis() as u64);
     match result {
         Err(_) => {
@@ -333,15 +344,17 @@ fn default_user_agent(inv: &Invocation) -> HeaderValue {
     inv.api.headers.user_agent.clone()
 }
 
-/// HTTP_PROXY: stream the request to the backend and its response back.
-pub async fn proxy(
-    gw: &Gateway,
-    inv: &mut Invocation,
-    body: crate::pipeline::RequestBody,
-) -> Result<Response<Body>, GatewayError> {
-    inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
-    let mapped = integration_request::map_parameters(inv, &[])?;
-    let uri = backend_uri(inv, &mapped, inv.parts.uri.query())?;
+fn is_idempotent(m: &http::Method) -> bool {
+    use http::Method;
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// The headers an HTTP_PROXY backend receives: the client's, less what AWS drops, with the
+/// mapped ones on top and AWS's own added.
+fn proxy_headers(inv: &Invocation, mapped: &IntegrationRequest) -> Result<HeaderMap, GatewayError> {
     // The client's headers stay with the invocation (gateway responses may map them), so the
     // backend gets a copy: one clone of the map, then one pass removing what AWS drops.
     let mut headers = inv.parts.headers.clone();
@@ -361,24 +374,61 @@ pub async fn proxy(
     if !headers.contains_key(header::USER_AGENT) {
         headers.insert(header::USER_AGENT, default_user_agent(inv));
     }
+    Ok(headers)
+}
+
+/// HTTP_PROXY: stream the request to the backend and its response back.
+pub async fn proxy(
+    gw: &Gateway,
+    inv: &mut Invocation,
+    body: crate::pipeline::RequestBody,
+) -> Result<Response<Body>, GatewayError> {
+    inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
+    let mapped = integration_request::map_parameters(inv, &[])?;
+    let uri = backend_uri(inv, &mapped, inv.parts.uri.query())?;
+    let mut headers = proxy_headers(inv, &mapped)?;
     let limit = gw.limits.max_payload_bytes;
     let body = match body {
         http_body_util::Either::Left(incoming) => small_or_stream(incoming, limit).await?,
         // Already buffered by the access steps (AWS_IAM hashes the payload).
         buffered => Body::full(crate::pipeline::read_body(buffered, limit).await?),
     };
+    let method = outgoing_method(inv);
+    // What it takes to send the request again if a reused connection dies under it: only
+    // idempotent methods with a buffered body (a Bytes handle, no copy).
+    let replay_body = match &body {
+        Body::Full(b) if is_idempotent(&method) => Some(b.clone()),
+        _ => None,
+    };
     if let Body::Full(b) = &body {
         let len = b.as_ref().map_or(0, |b| b.len());
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     let mut req = Request::new(body);
-    *req.method_mut() = outgoing_method(inv);
-    *req.uri_mut() = uri;
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri.clone();
     *req.headers_mut() = headers;
-    let resp = send(gw, inv, req).await?;
+    let started = Instant::now();
+    let timeout = inv.method.integration.timeout;
+    let result = {
+        let inv: &Invocation = inv;
+        let replay = || {
+            let b = replay_body.clone()?;
+            let mut headers = proxy_headers(inv, &mapped).ok()?;
+            let len = b.as_ref().map_or(0, |b| b.len());
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            let mut again = Request::new(Body::Full(b));
+            *again.method_mut() = method.clone();
+            *again.uri_mut() = uri.clone();
+            *again.headers_mut() = headers;
+            Some(again)
+        };
+        tokio::time::timeout(timeout, gw.upstream.request_with_replay(req, replay)).await
+    };
+    let resp = outcome(inv, result, started)?;
     let (mut parts, body) = resp.into_parts();
     remap_response_headers(&mut parts.headers);
-    let mut out = Response::new(Body::stream(body));
+    let mut out = Response::new(Body::Upstream(body));
     *out.status_mut() = parts.status;
     *out.headers_mut() = parts.headers;
     Ok(out)
