@@ -4,6 +4,7 @@
 #
 #   bench/proxy-callgrind.sh [BIN...]     # default: the release build in $CARGO_TARGET_DIR
 #   REQUESTS=3000 CONNS=8 bench/proxy-callgrind.sh old-turnpike new-turnpike
+#   NGINX=1 bench/proxy-callgrind.sh      # adds nginx as a reverse proxy (1 process) for scale
 #
 # For each binary: starts the bench upstream (nginx `return 200`), runs `turnpike serve` of the
 # same generated HTTP_PROXY project as proxy-bench.py under callgrind with one worker thread,
@@ -98,4 +99,29 @@ for bin in "${BINS[@]}"; do
   head -90 "$OUT/annotate-$name.txt" > "$OUT/top-$name.txt"
   printf '| %s | %d | %d |\n' "$name" "$ok" "$per" | tee -a "$OUT/summary.md"
 done
+if [ "${NGINX:-0}" = 1 ]; then
+  # nginx proxying to the same upstream, in one process (master_process off) so that callgrind
+  # sees the worker.
+  NG_PORT=${NGINX_PORT:-18292}
+  sed -e "s#@RUN@#$RUN#g" -e "s#@PORT@#$NG_PORT#g" -e "s#@UPSTREAM@#127.0.0.1:$UP_PORT#g" \
+      -e 's/^master_process on;/master_process off;/' -e 's#nginx-proxy.pid#nginx-cg.pid#' \
+      bench/conf/nginx-proxy.conf > "$RUN/nginx-cg.conf"
+  cg="$OUT/callgrind.nginx.out"
+  valgrind --tool=callgrind --callgrind-out-file="$cg" nginx -p "$RUN" -c "$RUN/nginx-cg.conf" \
+    > "$OUT/nginx.log" 2>&1 &
+  vg=$!
+  PIDS+=($vg)
+  for _ in $(seq 1 300); do
+    curl -sf "http://127.0.0.1:$NG_PORT/bench/hello" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  python3 "$RUN/load.py" "$NG_PORT" 400 "$CONNS" >/dev/null
+  callgrind_control -z "$vg" >/dev/null
+  ok=$(python3 "$RUN/load.py" "$NG_PORT" "$REQUESTS" "$CONNS")
+  callgrind_control -d "$vg" >/dev/null
+  kill "$vg"; wait "$vg" 2>/dev/null || true
+  dump=$(ls -t "$cg".* 2>/dev/null | head -1)
+  ir=$(awk '/^(summary|totals):/ {print $2}' "$dump" | tail -1)
+  printf '| %s | %d | %d |\n' nginx "$ok" $(( ir / ok )) | tee -a "$OUT/summary.md"
+fi
 echo "[results] $OUT/summary.md"
