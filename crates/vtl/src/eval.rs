@@ -446,7 +446,12 @@ impl<'r> Eval<'r> {
             if let (Some(Value::Loop(l)), [Access::Prop(name)]) =
                 (self.vars.get(r.root as usize), r.parts.as_slice())
             {
-                return Ok(loop_prop(l, name).truthy());
+                return Ok(match &**name {
+                    "hasNext" => l.has_next.get(),
+                    "last" => !l.has_next.get(),
+                    "first" => l.index.get() == 0,
+                    _ => loop_prop(l, name).truthy(),
+                });
             }
             if let Some(d) = self.doc_chain(r) {
                 return Ok(!matches!(d.node(), DNode::Null | DNode::Bool(false)));
