@@ -184,10 +184,34 @@ const KEY_CACHE_MAX: usize = 10_000;
 
 /// Key lookups cached while the store's key generation stays the same: a change by any process
 /// (`turnpike keys disable`, a reload) changes the generation and empties the cache, so changes
-/// still apply from the next request on.
+/// apply to requests that start more than [`GENERATION_REUSE`] after them.
 #[derive(Debug, Default)]
 pub struct KeyCache {
     entries: std::sync::Mutex<(u64, std::collections::HashMap<String, Arc<KnownKey>>)>,
+    /// The last generation read and when: requests arriving together share one read.
+    checked: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+/// How long a generation read serves other requests.
+const GENERATION_REUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
+fn generation(
+    cache: &KeyCache,
+    store: &dyn turnpike_state::Store,
+) -> Result<Option<u64>, GatewayError> {
+    if let Ok(c) = cache.checked.lock() {
+        if let Some((at, g)) = *c {
+            if at.elapsed() < GENERATION_REUSE {
+                return Ok(Some(g));
+            }
+        }
+    }
+    // One small read on the store's reader connection: it never waits for a commit.
+    let g = store.key_generation().map_err(store_error)?;
+    if let (Some(g), Ok(mut c)) = (g, cache.checked.lock()) {
+        *c = Some((std::time::Instant::now(), g));
+    }
+    Ok(g)
 }
 
 /// The key with this value (`None`: unknown), from the cache when the generation allows.
@@ -196,8 +220,7 @@ async fn lookup(
     store: Arc<dyn turnpike_state::Store>,
     value: &str,
 ) -> Result<Option<Arc<KnownKey>>, GatewayError> {
-    // One small read on the store's reader connection: it never waits for a commit.
-    let generation = store.key_generation().map_err(store_error)?;
+    let generation = generation(cache, store.as_ref())?;
     if let Some(g) = generation {
         if let Ok(m) = cache.entries.lock() {
             if m.0 == g {
