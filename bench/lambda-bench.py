@@ -29,7 +29,8 @@ CPU layout on 2 cores: the server and everything it starts (function processes, 
 on CPU 0 (SERVER_CPU), wrk on CPU 1 (CLIENT_CPU); PIN=0 unpins.
 
 Environment: TURNPIKE_BIN (skip the build), NO_BUILD=1, DURATION (s, <= 10), CONNS, REPS,
-STARTUPS, FN_CONCURRENCY, RESULTS_DIR (default bench/results/lambda-<UTC stamp>/).
+STARTUPS, FN_CONCURRENCY, RESULTS_DIR (default bench/results/lambda-<UTC stamp>/), KEEP_BIN=1
+(keep the frozen copy of the binary, run/turnpike-bin).
 """
 import json
 import os
@@ -224,6 +225,8 @@ def main():
     finally:
         for s in servers.values():
             s.stop()
+    if os.environ.get("KEEP_BIN") != "1":
+        os.remove(frozen)
     res["summary"] = summarize(res)
     with open(os.path.join(out, "lambda.json"), "w") as f:
         json.dump(res, f, indent=2)
