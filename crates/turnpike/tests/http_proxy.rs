@@ -471,7 +471,7 @@ async fn stale_pooled_connections_are_replaced() {
                     .await;
                 // Half the connections linger a moment (stale while idle in the pool), the
                 // others close at once (stale by the time the next request is written).
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 drop(s);
