@@ -9,7 +9,8 @@
 //! per request.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -84,6 +85,8 @@ pub enum Durability {
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     durability: Durability,
+    /// Tells the checkpoint thread to end.
+    stop: Arc<AtomicBool>,
     /// Lookups on the request path (key by value, plans, the key generation) use their own
     /// connection: in WAL mode they never wait for the writer's commit (an fsync).
     reader: Mutex<Connection>,
@@ -129,13 +132,19 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut conn = conn;
         Self::migrate(&mut conn)?;
+        // Checkpoints (copying the WAL into the database, with fsyncs) run on a thread of their
+        // own, not inside a request's commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let reader = Connection::open(path)?;
         reader.busy_timeout(Duration::from_secs(10))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_checkpointer(path, stop.clone());
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             durability,
             reader: Mutex::new(reader),
             path: path.to_path_buf(),
+            stop,
         })
     }
 
@@ -170,6 +179,36 @@ impl SqliteStore {
         let mut c = self.reader.lock().map_err(|_| poisoned())?;
         f(&mut c)
     }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How often the WAL is checkpointed into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// A passive checkpoint every [`CHECKPOINT_EVERY`] on a connection of its own (it never blocks
+/// writers or readers), until the store is dropped. Without the thread SQLite would still work,
+/// with a growing WAL, so a failure to start it is not an error.
+fn spawn_checkpointer(path: &Path, stop: Arc<AtomicBool>) {
+    let path = path.to_path_buf();
+    let _ = std::thread::Builder::new()
+        .name("turnpike-checkpoint".into())
+        .spawn(move || {
+            let Ok(conn) = Connection::open(&path) else {
+                return;
+            };
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+        });
 }
 
 fn poisoned() -> StateError {
