@@ -158,7 +158,9 @@ pub async fn proxy(
         .unwrap_or_default();
     let binary = content_handling::is_binary(&inv.api.binary_media_types, &content_type);
     let event = event_v1(inv, &body, binary);
-    let payload = Bytes::from(event.to_string());
+    // `to_vec` writes bytes directly; `Display` would go through `fmt::Write` for every token.
+    let payload = Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
+    drop(event);
     let out = call(gw, inv, &function, payload).await?;
     if out.function_error.is_some() {
         return Err(bad_gateway(format!(
@@ -252,7 +254,7 @@ pub fn event_v1(inv: &Invocation, body: &[u8], binary: bool) -> Value {
         match multi.get_mut(&name) {
             Some(Value::Array(a)) => a.push(Value::String(value)),
             _ => {
-                multi.insert(name, json!([value]));
+                multi.insert(name, Value::Array(vec![Value::String(value)]));
             }
         }
     };
@@ -304,7 +306,7 @@ pub fn event_v1(inv: &Invocation, body: &[u8], binary: bool) -> Value {
         match multi_query.get_mut(k) {
             Some(Value::Array(a)) => a.push(Value::String(v.clone())),
             _ => {
-                multi_query.insert(k.clone(), json!([v]));
+                multi_query.insert(k.clone(), Value::Array(vec![Value::String(v.clone())]));
             }
         }
     }
@@ -349,54 +351,86 @@ pub fn event_v1(inv: &Invocation, body: &[u8], binary: bool) -> Value {
         };
         m.insert("authorizer".into(), Value::Object(a));
     }
-    json!({
-        "resource": inv.method.resource_path,
-        "path": path,
-        "httpMethod": inv.parts.method.as_str(),
-        "headers": null_if_empty(headers),
-        "multiValueHeaders": null_if_empty(multi),
-        "queryStringParameters": null_if_empty(query),
-        "multiValueQueryStringParameters": null_if_empty(multi_query),
-        "pathParameters": null_if_empty(path_params),
-        "stageVariables": null_if_empty(inv.stage.variables.clone()),
-        "requestContext": request_context,
-        "body": body_value,
-        "isBase64Encoded": binary && !body.is_empty(),
-    })
+    // Built by moving values into place: `json!` would serialize every interpolated `Value`
+    // again (a deep copy of the headers, the request context and the body).
+    let stage_variables = if inv.stage.variables.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(inv.stage.variables.clone())
+    };
+    object([
+        ("resource", Value::String(inv.method.resource_path.clone())),
+        ("path", Value::String(path)),
+        ("httpMethod", Value::from(inv.parts.method.as_str())),
+        ("headers", null_if_empty(headers)),
+        ("multiValueHeaders", null_if_empty(multi)),
+        ("queryStringParameters", null_if_empty(query)),
+        (
+            "multiValueQueryStringParameters",
+            null_if_empty(multi_query),
+        ),
+        ("pathParameters", null_if_empty(path_params)),
+        ("stageVariables", stage_variables),
+        ("requestContext", request_context),
+        ("body", body_value),
+        ("isBase64Encoded", Value::Bool(binary && !body.is_empty())),
+    ])
+}
+
+/// A JSON object of `fields`, in order, taking ownership of the values.
+fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    let mut m = Map::with_capacity(N);
+    for (k, v) in fields {
+        m.insert(k.to_owned(), v);
+    }
+    Value::Object(m)
 }
 
 fn request_context_v1(ctx: &RequestContext, method: &str) -> Value {
-    let mut identity = json!({
-        "accessKey": null, "accountId": null, "caller": null,
-        "cognitoAuthenticationProvider": null, "cognitoAuthenticationType": null,
-        "cognitoIdentityId": null, "cognitoIdentityPoolId": null, "principalOrgId": null,
-        "sourceIp": ctx.source_ip, "user": null, "userAgent": ctx.user_agent, "userArn": null,
-    });
+    let opt = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
+    let mut identity = object([
+        ("accessKey", Value::Null),
+        ("accountId", Value::Null),
+        ("caller", Value::Null),
+        ("cognitoAuthenticationProvider", Value::Null),
+        ("cognitoAuthenticationType", Value::Null),
+        ("cognitoIdentityId", Value::Null),
+        ("cognitoIdentityPoolId", Value::Null),
+        ("principalOrgId", Value::Null),
+        ("sourceIp", Value::String(ctx.source_ip.clone())),
+        ("user", Value::Null),
+        ("userAgent", opt(&ctx.user_agent)),
+        ("userArn", Value::Null),
+    ]);
     if let (Some(key), Value::Object(m)) = (&ctx.api_key, &mut identity) {
         m.insert("apiKey".into(), Value::String(key.clone()));
-        m.insert(
-            "apiKeyId".into(),
-            ctx.api_key_id.clone().map_or(Value::Null, Value::String),
-        );
+        m.insert("apiKeyId".into(), opt(&ctx.api_key_id));
     }
-    json!({
-        "accountId": ctx.account_id,
-        "apiId": ctx.api_id,
-        "deploymentId": ctx.deployment_id,
-        "domainName": ctx.domain_name,
-        "domainPrefix": ctx.domain_name.split('.').next().unwrap_or_default(),
-        "extendedRequestId": ctx.extended_request_id,
-        "httpMethod": method,
-        "identity": identity,
-        "path": ctx.path,
-        "protocol": ctx.protocol,
-        "requestId": ctx.request_id,
-        "requestTime": context::clf_time(ctx.request_time_epoch_ms),
-        "requestTimeEpoch": ctx.request_time_epoch_ms,
-        "resourceId": ctx.resource_id,
-        "resourcePath": ctx.resource_path,
-        "stage": ctx.stage,
-    })
+    let s = |v: &str| Value::String(v.to_owned());
+    object([
+        ("accountId", s(&ctx.account_id)),
+        ("apiId", s(&ctx.api_id)),
+        ("deploymentId", s(&ctx.deployment_id)),
+        ("domainName", s(&ctx.domain_name)),
+        (
+            "domainPrefix",
+            s(ctx.domain_name.split('.').next().unwrap_or_default()),
+        ),
+        ("extendedRequestId", s(&ctx.extended_request_id)),
+        ("httpMethod", s(method)),
+        ("identity", identity),
+        ("path", s(&ctx.path)),
+        ("protocol", s(ctx.protocol)),
+        ("requestId", s(&ctx.request_id)),
+        (
+            "requestTime",
+            Value::String(context::clf_time(ctx.request_time_epoch_ms)),
+        ),
+        ("requestTimeEpoch", Value::from(ctx.request_time_epoch_ms)),
+        ("resourceId", s(&ctx.resource_id)),
+        ("resourcePath", s(&ctx.resource_path)),
+        ("stage", s(&ctx.stage)),
+    ])
 }
 
 /// A function result converted to an HTTP response.
