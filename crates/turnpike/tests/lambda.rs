@@ -98,6 +98,9 @@ async fn python_proxy_event_v1_cold_warm_and_shutdown() {
         client()
             .get(tp.url("/dev/items/42?a=1&a=2&b=x%20y"))
             .header("X-Custom", "one")
+            .header("X-Multi", "m1")
+            .header("X-Multi", "m2")
+            .header("X-Forwarded-For", "10.0.0.1")
             .header("User-Agent", "lambda-test/1"),
     )
     .await;
@@ -146,7 +149,15 @@ async fn python_proxy_event_v1_cold_warm_and_shutdown() {
     assert_eq!(ev["headers"]["X-Custom"], "one");
     assert_eq!(ev["multiValueHeaders"]["X-Custom"], json!(["one"]));
     assert_eq!(ev["headers"]["User-Agent"], "lambda-test/1");
-    assert_eq!(ev["headers"]["X-Forwarded-For"], "127.0.0.1");
+    // A repeated header: the last value in `headers`, all of them in `multiValueHeaders`.
+    assert_eq!(ev["headers"]["X-Multi"], "m2");
+    assert_eq!(ev["multiValueHeaders"]["X-Multi"], json!(["m1", "m2"]));
+    // The client's X-Forwarded-For gets the source IP appended.
+    assert_eq!(ev["headers"]["X-Forwarded-For"], "10.0.0.1, 127.0.0.1");
+    assert_eq!(
+        ev["multiValueHeaders"]["X-Forwarded-For"],
+        json!(["10.0.0.1, 127.0.0.1"])
+    );
     assert_eq!(ev["headers"]["X-Forwarded-Proto"], "http");
     assert!(ev["headers"]["X-Amzn-Trace-Id"]
         .as_str()

@@ -11,9 +11,10 @@ use serde_json::{json, Map, Value};
 use turnpike_lambda::{InvokeError, InvokeOptions, InvokeOutput};
 
 use crate::body::Body;
-use crate::context::{self, RequestContext};
+use crate::context;
 use crate::error::{GatewayError, INTERNAL_SERVER_ERROR_BODY};
-use crate::pipeline::integration_request::{self, title_case};
+use crate::pipeline::integration::proxy_event;
+use crate::pipeline::integration_request;
 use crate::pipeline::integration_response::{self, IntegrationOutput};
 use crate::pipeline::{content_handling, Invocation};
 use crate::Gateway;
@@ -157,10 +158,7 @@ pub async fn proxy(
         .map(integration_request::media_type)
         .unwrap_or_default();
     let binary = content_handling::is_binary(&inv.api.binary_media_types, &content_type);
-    let event = event_v1(inv, &body, binary);
-    // `to_vec` writes bytes directly; `Display` would go through `fmt::Write` for every token.
-    let payload = Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
-    drop(event);
+    let payload = Bytes::from(proxy_event::EventV1::new(inv, &body, binary).to_vec());
     let out = call(gw, inv, &function, payload).await?;
     if out.function_error.is_some() {
         return Err(bad_gateway(format!(
@@ -230,207 +228,9 @@ pub async fn invoke(
     Ok(resp)
 }
 
-fn null_if_empty(m: Map<String, Value>) -> Value {
-    if m.is_empty() {
-        Value::Null
-    } else {
-        Value::Object(m)
-    }
-}
-
-/// Header names as the 1.0 event spells them. Hyper lower-cases names, so the client's casing
-/// is approximated by title case; `Authorization` and `User-Agent` are AWS's own spelling.
-fn event_header_name(name: &str) -> String {
-    title_case(name)
-}
-
-/// The REST API `AWS_PROXY` event (payload format 1.0), field for field as AWS sends it.
+/// The REST API `AWS_PROXY` event (payload format 1.0), as a JSON value.
 pub fn event_v1(inv: &Invocation, body: &[u8], binary: bool) -> Value {
-    let ctx = &inv.ctx;
-    let mut headers = Map::new();
-    let mut multi: Map<String, Value> = Map::new();
-    let mut push = |name: String, value: String| {
-        headers.insert(name.clone(), Value::String(value.clone()));
-        match multi.get_mut(&name) {
-            Some(Value::Array(a)) => a.push(Value::String(value)),
-            _ => {
-                multi.insert(name, Value::Array(vec![Value::String(value)]));
-            }
-        }
-    };
-    let mut xff: Option<String> = None;
-    for (k, v) in &inv.parts.headers {
-        let name = k.as_str();
-        if matches!(name, "content-length" | "connection") {
-            continue;
-        }
-        let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
-        if name == "x-forwarded-for" {
-            xff = Some(match xff {
-                Some(p) => format!("{p}, {value}"),
-                None => value,
-            });
-            continue;
-        }
-        if matches!(
-            name,
-            "x-forwarded-port" | "x-forwarded-proto" | "x-amzn-trace-id"
-        ) {
-            continue;
-        }
-        push(event_header_name(name), value);
-    }
-    if let Some(t) = &ctx.trace_id {
-        push("X-Amzn-Trace-Id".into(), t.clone());
-    }
-    let forwarded = match xff {
-        Some(x) => format!("{x}, {}", ctx.source_ip),
-        None => ctx.source_ip.clone(),
-    };
-    push("X-Forwarded-For".into(), forwarded);
-    let port = inv
-        .parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.rsplit_once(':'))
-        .and_then(|(_, p)| p.parse::<u16>().ok())
-        .map_or_else(|| "80".to_string(), |p| p.to_string());
-    push("X-Forwarded-Port".into(), port);
-    push("X-Forwarded-Proto".into(), "http".into());
-
-    let mut query = Map::new();
-    let mut multi_query: Map<String, Value> = Map::new();
-    for (k, v) in &inv.query {
-        query.insert(k.clone(), Value::String(v.clone()));
-        match multi_query.get_mut(k) {
-            Some(Value::Array(a)) => a.push(Value::String(v.clone())),
-            _ => {
-                multi_query.insert(k.clone(), Value::Array(vec![Value::String(v.clone())]));
-            }
-        }
-    }
-    let path_params: Map<String, Value> = inv
-        .path_params
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    let stage_prefix = format!("/{}", ctx.stage);
-    let path = ctx
-        .path
-        .strip_prefix(&stage_prefix)
-        .filter(|p| p.is_empty() || p.starts_with('/'))
-        .map_or_else(
-            || ctx.path.clone(),
-            |p| {
-                if p.is_empty() {
-                    "/".into()
-                } else {
-                    p.to_string()
-                }
-            },
-        );
-    let body_value = if body.is_empty() {
-        Value::Null
-    } else if binary {
-        Value::String(B64.encode(body))
-    } else {
-        Value::String(String::from_utf8_lossy(body).into_owned())
-    };
-    let mut request_context = request_context_v1(ctx, inv.parts.method.as_str());
-    if let (false, Value::Object(m)) = (ctx.authorizer.is_empty(), &mut request_context) {
-        // Lambda authorizers: principalId, integrationLatency and the context; Cognito: claims.
-        let a = match inv.method.model.authorization_type {
-            turnpike_model::rest::AuthorizationType::CognitoUserPools => ctx
-                .authorizer
-                .iter()
-                .filter(|(k, _)| k.as_str() == "claims")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            _ => ctx.authorizer.clone(),
-        };
-        m.insert("authorizer".into(), Value::Object(a));
-    }
-    // Built by moving values into place: `json!` would serialize every interpolated `Value`
-    // again (a deep copy of the headers, the request context and the body).
-    let stage_variables = if inv.stage.variables.is_empty() {
-        Value::Null
-    } else {
-        Value::Object(inv.stage.variables.clone())
-    };
-    object([
-        ("resource", Value::String(inv.method.resource_path.clone())),
-        ("path", Value::String(path)),
-        ("httpMethod", Value::from(inv.parts.method.as_str())),
-        ("headers", null_if_empty(headers)),
-        ("multiValueHeaders", null_if_empty(multi)),
-        ("queryStringParameters", null_if_empty(query)),
-        (
-            "multiValueQueryStringParameters",
-            null_if_empty(multi_query),
-        ),
-        ("pathParameters", null_if_empty(path_params)),
-        ("stageVariables", stage_variables),
-        ("requestContext", request_context),
-        ("body", body_value),
-        ("isBase64Encoded", Value::Bool(binary && !body.is_empty())),
-    ])
-}
-
-/// A JSON object of `fields`, in order, taking ownership of the values.
-fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
-    let mut m = Map::with_capacity(N);
-    for (k, v) in fields {
-        m.insert(k.to_owned(), v);
-    }
-    Value::Object(m)
-}
-
-fn request_context_v1(ctx: &RequestContext, method: &str) -> Value {
-    let opt = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
-    let mut identity = object([
-        ("accessKey", Value::Null),
-        ("accountId", Value::Null),
-        ("caller", Value::Null),
-        ("cognitoAuthenticationProvider", Value::Null),
-        ("cognitoAuthenticationType", Value::Null),
-        ("cognitoIdentityId", Value::Null),
-        ("cognitoIdentityPoolId", Value::Null),
-        ("principalOrgId", Value::Null),
-        ("sourceIp", Value::String(ctx.source_ip.clone())),
-        ("user", Value::Null),
-        ("userAgent", opt(&ctx.user_agent)),
-        ("userArn", Value::Null),
-    ]);
-    if let (Some(key), Value::Object(m)) = (&ctx.api_key, &mut identity) {
-        m.insert("apiKey".into(), Value::String(key.clone()));
-        m.insert("apiKeyId".into(), opt(&ctx.api_key_id));
-    }
-    let s = |v: &str| Value::String(v.to_owned());
-    object([
-        ("accountId", s(&ctx.account_id)),
-        ("apiId", s(&ctx.api_id)),
-        ("deploymentId", s(&ctx.deployment_id)),
-        ("domainName", s(&ctx.domain_name)),
-        (
-            "domainPrefix",
-            s(ctx.domain_name.split('.').next().unwrap_or_default()),
-        ),
-        ("extendedRequestId", s(&ctx.extended_request_id)),
-        ("httpMethod", s(method)),
-        ("identity", identity),
-        ("path", s(&ctx.path)),
-        ("protocol", s(ctx.protocol)),
-        ("requestId", s(&ctx.request_id)),
-        (
-            "requestTime",
-            Value::String(context::clf_time(ctx.request_time_epoch_ms)),
-        ),
-        ("requestTimeEpoch", Value::from(ctx.request_time_epoch_ms)),
-        ("resourceId", s(&ctx.resource_id)),
-        ("resourcePath", s(&ctx.resource_path)),
-        ("stage", s(&ctx.stage)),
-    ])
+    proxy_event::EventV1::new(inv, body, binary).to_value()
 }
 
 /// A function result converted to an HTTP response.

@@ -4,3 +4,4 @@ pub mod aws;
 pub mod http;
 pub mod lambda;
 pub mod mock;
+pub mod proxy_event;
