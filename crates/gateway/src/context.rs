@@ -72,10 +72,26 @@ pub fn now_epoch_ms() -> i64 {
 
 /// `dd/MMM/yyyy:HH:mm:ss +0000`, the CLF timestamp AWS uses for `$context.requestTime`.
 pub fn clf_time(epoch_ms: i64) -> String {
+    // Every Lambda event and many access-log lines carry it; formatting a date costs far more
+    // than remembering the last second's text per thread.
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let secs = epoch_ms.div_euclid(1000);
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            *last = (secs, format_clf(secs));
+        }
+        last.1.clone()
+    })
+}
+
+fn format_clf(secs: i64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(epoch_ms.div_euclid(1000)) else {
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(secs) else {
         return String::new();
     };
     format!(
@@ -282,6 +298,10 @@ mod tests {
     #[test]
     fn clf_time_format() {
         assert_eq!(clf_time(1_700_000_000_123), "14/Nov/2023:22:13:20 +0000");
+        // The per-thread cache follows the second.
+        assert_eq!(clf_time(1_700_000_000_999), "14/Nov/2023:22:13:20 +0000");
+        assert_eq!(clf_time(1_700_000_001_000), "14/Nov/2023:22:13:21 +0000");
+        assert_eq!(clf_time(1_700_000_000_000), "14/Nov/2023:22:13:20 +0000");
     }
 
     #[test]
