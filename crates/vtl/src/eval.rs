@@ -467,6 +467,16 @@ impl<'r> Eval<'r> {
                 DNode::Null => {}
                 DNode::Str(_) => push_short(&mut self.out, d.str().unwrap_or("")),
                 DNode::Int(i) => java::fmt_int(i, &mut self.out),
+                // As `write` → `fmt` does it (one step), without the detour through
+                // a `Value` and a moved-out output buffer.
+                DNode::Float(f) => {
+                    self.tick()?;
+                    java::fmt_double(f, &mut self.out);
+                }
+                DNode::Bool(b) => {
+                    self.tick()?;
+                    self.out.push_str(if b { "true" } else { "false" });
+                }
                 _ => return self.write(&Value::from_doc(d)),
             }
             return self.check_out();
