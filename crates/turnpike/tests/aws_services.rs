@@ -3,66 +3,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::*;
 use serde_json::{json, Value};
-
-fn python() -> String {
-    if let Ok(p) = std::env::var("TURNPIKE_TEST_PYTHON") {
-        return p;
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test-deps.sh (or set TURNPIKE_TEST_PYTHON)",
-        p.display()
-    );
-    p.display().to_string()
-}
-
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn start_moto() -> Moto {
-    let port = free_port();
-    let child = Command::new(python())
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto");
-    let deadline = Instant::now() + WAIT;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto { child, port }
-}
 
 /// Runs a boto3 snippet against moto; returns its stdout.
 fn boto(port: u16, code: &str) -> String {
@@ -97,7 +41,7 @@ fn aws_op(uri: &str, method: &str, extra: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_dynamodb_s3_against_moto() {
-    let moto = start_moto();
+    let moto = Moto::start();
     boto(
         moto.port,
         "boto3.client('sqs', **kw).create_queue(QueueName='q')\n\
@@ -225,7 +169,7 @@ async fn sqs_dynamodb_s3_against_moto() {
 /// The project's `aws:` endpoints follow a hot reload like the rest of the file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_endpoints_follow_hot_reload() {
-    let moto = start_moto();
+    let moto = Moto::start();
     boto(
         moto.port,
         "s3 = boto3.client('s3', **kw)\ns3.create_bucket(Bucket='bkt')\ns3.put_object(Bucket='bkt', Key='k', Body=b'from moto')",

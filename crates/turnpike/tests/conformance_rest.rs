@@ -8,8 +8,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Map, Value};
@@ -730,67 +728,10 @@ fn flavour(case: &Value) -> Flavour {
     }
 }
 
-/// The test virtualenv's python (scripts/test-deps.sh), or `$TURNPIKE_TEST_PYTHON`.
-fn python() -> String {
-    if let Ok(p) = std::env::var("TURNPIKE_TEST_PYTHON") {
-        return p;
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test-deps.sh (or set TURNPIKE_TEST_PYTHON)",
-        p.display()
-    );
-    p.display().to_string()
-}
-
-/// moto's server on an ephemeral port: the S3 of the aws-s3 cases.
-struct Moto {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_moto() -> Moto {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let child = Command::new(python())
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto");
-    let deadline = Instant::now() + WAIT;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    }
-}
-
 /// The bucket of an aws-s3 case, holding the object the case's backend returns.
 async fn s3_setup(moto: &Moto, bucket: &str, case: &Value) -> Result<(), String> {
     let c = client();
-    let r = send(c.put(format!("{}/{bucket}", moto.base))).await;
+    let r = send(c.put(format!("{}/{bucket}", moto.base()))).await;
     if r.status != 200 {
         return Err(format!("create bucket: {} {}", r.status, r.text()));
     }
@@ -803,7 +744,7 @@ async fn s3_setup(moto: &Moto, bucket: &str, case: &Value) -> Result<(), String>
             .as_str()
             .unwrap_or("binary/octet-stream");
         let r = send(
-            c.put(format!("{}/{bucket}/{key}", moto.base))
+            c.put(format!("{}/{bucket}/{key}", moto.base()))
                 .header("Content-Type", ct)
                 .body(base64_decode(b64)),
         )
@@ -822,7 +763,7 @@ async fn s3_received(moto: &Moto, bucket: &str, case: &Value) -> Option<Recorded
         .unwrap_or("/")
         .trim_start_matches('/');
     // moto applies object ACLs to anonymous calls only and does not check signatures.
-    let r = send(client().get(format!("{}/{bucket}/{key}", moto.base)).header(
+    let r = send(client().get(format!("{}/{bucket}/{key}", moto.base())).header(
         "Authorization",
         "AWS4-HMAC-SHA256 Credential=test/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
     ))
@@ -914,7 +855,7 @@ async fn run_case(index: usize, corpus: &Value, case: &Value, moto: &Moto) -> Re
     if s3 {
         text.push_str(&format!(
             "aws:\n  endpoints: {{s3: \"{}\"}}\n  credentials:\n    default: {{accessKeyId: test, secretAccessKey: test}}\n",
-            moto.base
+            moto.base()
         ));
     }
     let file = write(dir.path(), "turnpike.yaml", &text);
@@ -973,7 +914,7 @@ async fn rest_http_conformance() {
         "only {} cases selected (want at least {MIN_SELECTED})",
         selected.len()
     );
-    let moto = start_moto();
+    let moto = Moto::start();
     let mut failures = Vec::new();
     for (i, case) in &selected {
         let id = case["id"].as_str().unwrap_or("?");

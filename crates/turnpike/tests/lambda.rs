@@ -8,20 +8,6 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::{json, Value};
 
-/// The test virtualenv's python (scripts/test-deps.sh), or `$TURNPIKE_TEST_PYTHON`.
-pub fn python() -> String {
-    if let Ok(p) = std::env::var("TURNPIKE_TEST_PYTHON") {
-        return p;
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test-deps.sh (or set TURNPIKE_TEST_PYTHON)",
-        p.display()
-    );
-    p.display().to_string()
-}
-
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lambda")
 }

@@ -882,21 +882,13 @@ asyncio.run(main(sys.argv[1]))
     assert_eq!(v["closed"], 1009);
 }
 
-/// The test virtualenv's Python (scripts/test-deps.sh).
-pub fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("TURNPIKE_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
-}
-
 // ---------------------------------------------------------------------------------------------
 // Lambda (AWS_PROXY) integrations with real function processes (awslambdaric)
 // ---------------------------------------------------------------------------------------------
 
 fn lambda_fn(handler: &str, dir: &Path, env: Value) -> Value {
     json!({
-        "command": [python().display().to_string(), "-m", "awslambdaric", handler],
+        "command": [python(), "-m", "awslambdaric", handler],
         "workingDir": dir.display().to_string(),
         "handler": handler,
         "timeout": 30,
