@@ -866,6 +866,15 @@ impl<'r> Eval<'r> {
     // ------------------------------------------------------------- references
 
     fn eval_ref(&mut self, r: &'r RefExpr) -> R<Value<'r>> {
+        // `$input.params('name')`: what `call` → `input_call` does, without `Args`.
+        if let (Some(Value::Input), [Access::Method(m, args)]) =
+            (self.vars.get(r.root as usize), r.parts.as_slice())
+        {
+            if let (MethodId::Params, [Expr::Str(name)]) = (m.id, args.as_slice()) {
+                self.tick()?;
+                return Ok(Value::BStr(self.input_param(name)));
+            }
+        }
         let n = r.parts.len();
         // Common first step without cloning the root value.
         let (mut cur, skip) = match (&self.vars[r.root as usize], r.parts.first()) {
