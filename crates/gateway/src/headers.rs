@@ -1,11 +1,25 @@
-//! Header names the gateway sets or reads on every request, built at compile time:
-//! `HeaderName::from_static` validates its argument each time it runs, and `get("x-...")`
-//! parses the name on every lookup.
+//! Headers on the hot path. The names the gateway sets or reads on every request are statics
+//! built at compile time: `HeaderName::from_static` validates its argument each time it runs,
+//! and `get("x-...")` parses the name on every lookup.
 
-use http::HeaderName;
+use http::{HeaderMap, HeaderName};
 
 pub static X_AMZN_REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
 pub static X_AMZ_APIGW_ID: HeaderName = HeaderName::from_static("x-amz-apigw-id");
 pub static X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 pub static X_AMZN_APIGATEWAY_API_ID: HeaderName =
     HeaderName::from_static("x-amzn-apigateway-api-id");
+
+/// Removes every header whose (lower-case) name is in `names`, in one pass over the headers
+/// present: a request or response carries a few headers, while these lists are long, and a
+/// lookup by `&str` parses and hashes the name each time.
+pub fn remove_listed(h: &mut HeaderMap, names: &[&str]) {
+    let present: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| names.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for name in present {
+        h.remove(name);
+    }
+}

@@ -21,20 +21,6 @@ const ALICE: &str = "alice-key-0123456789abcdefghij";
 const REGION: &str = "us-east-1";
 const ACCOUNT: &str = "123456789012";
 
-/// The test virtualenv's python (scripts/test-deps.sh), or `$TURNPIKE_TEST_PYTHON`.
-fn python() -> String {
-    if let Ok(p) = std::env::var("TURNPIKE_TEST_PYTHON") {
-        return p;
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test-deps.sh (or set TURNPIKE_TEST_PYTHON)",
-        p.display()
-    );
-    p.display().to_string()
-}
-
 fn lambda_uri(function: &str) -> String {
     format!("arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}/invocations")
 }

@@ -269,16 +269,7 @@ pub fn route(
     // Hop-by-hop and framing headers never reach the integration: they are invisible to
     // mappings and templates too (`$input.params('Connection')` is empty, recorded on AWS).
     let mut parts = parts;
-    // One pass over the (few) headers present instead of twelve lookups by name.
-    let hidden: Vec<http::HeaderName> = parts
-        .headers
-        .keys()
-        .filter(|k| HIDDEN_REQUEST_HEADERS.contains(&k.as_str()))
-        .cloned()
-        .collect();
-    for name in hidden {
-        parts.headers.remove(name);
-    }
+    crate::headers::remove_listed(&mut parts.headers, &HIDDEN_REQUEST_HEADERS);
     let inv = Invocation {
         api,
         stage,

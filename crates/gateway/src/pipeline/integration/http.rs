@@ -118,14 +118,7 @@ const DROPPED_AFTER_MAPPING: [&str; 6] = [
 ];
 
 fn drop_hop_by_hop(h: &mut HeaderMap) {
-    let present: Vec<HeaderName> = h
-        .keys()
-        .filter(|k| DROPPED_AFTER_MAPPING.contains(&k.as_str()))
-        .cloned()
-        .collect();
-    for name in present {
-        h.remove(name);
-    }
+    crate::headers::remove_listed(h, &DROPPED_AFTER_MAPPING);
 }
 
 /// A client body up to this size is read before the backend is called, so that a small chunked
@@ -358,14 +351,7 @@ fn proxy_headers(inv: &Invocation, mapped: &IntegrationRequest) -> Result<Header
     // The client's headers stay with the invocation (gateway responses may map them), so the
     // backend gets a copy: one clone of the map, then one pass removing what AWS drops.
     let mut headers = inv.parts.headers.clone();
-    let dropped: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| DROPPED_REQUEST_HEADERS.contains(&k.as_str()))
-        .cloned()
-        .collect();
-    for name in dropped {
-        headers.remove(name);
-    }
+    crate::headers::remove_listed(&mut headers, &DROPPED_REQUEST_HEADERS);
     for (k, v) in &mapped.headers {
         headers.insert(header_name(k)?, header_value(v)?);
     }
