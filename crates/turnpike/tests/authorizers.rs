@@ -425,6 +425,91 @@ async fn lambda_token_authorizer_allow_deny_errors_and_cache() {
     }
 }
 
+/// A Lambda authorizer with a resource policy, AWS's two phases: an explicit Deny in the resource
+/// policy rejects before the authorizer runs; otherwise the authorizer's policy and the resource
+/// policy combine by the same-account table (Allow+Allow, Allow+silent and silent+Allow allow;
+/// any Deny denies explicitly; silent+silent denies implicitly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_authorizer_with_resource_policy() {
+    const POLICY_API: &str = "authzpol01";
+    let dir = temp_dir();
+    write(dir.path(), "auth.py", AUTH_PY);
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, "").expect("log");
+    let tok = json!([{"tok": []}]);
+    let mut doc = openapi(
+        "PolicyAndAuthorizer",
+        json!({
+            "/allowed": {"get": mock_ctx_op(tok.clone())},
+            "/blocked": {"get": mock_ctx_op(tok.clone())},
+            "/silent": {"get": mock_ctx_op(tok.clone())},
+        }),
+    );
+    doc["components"] = json!({"securitySchemes": {
+        // No caching: every request shows whether the authorizer ran.
+        "tok": lambda_scheme("token", "tokauth", "method.request.header.Authorization", 0, json!({})),
+    }});
+    doc["x-amazon-apigateway-policy"] = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "execute-api:Invoke",
+             "Resource": "execute-api:/*/GET/allowed"},
+            {"Effect": "Deny", "Principal": "*", "Action": "execute-api:Invoke",
+             "Resource": "execute-api:/*/GET/blocked"},
+        ],
+    });
+    write_json(dir.path(), "api.json", &doc);
+    let env = json!({"AUTH_LOG": log.display().to_string()});
+    let project = json!({
+        "apis": [{"definition": "api.json", "id": POLICY_API, "stages": [{"name": "dev"}]}],
+        "functions": {"tokauth": py_fn("auth.token", dir.path(), 3, env)},
+    });
+    let file = write_json(dir.path(), "turnpike.json", &project);
+    let data = dir.path().join("state").display().to_string();
+    let tp = Turnpike::serve_with(&file, &["--no-watch", "--data-dir", &data]);
+    let invocations = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let auth = |t: &'static str| [("Authorization", t)];
+
+    // Phase 1: the resource policy's explicit Deny answers before the authorizer is invoked.
+    let r = call(&tp, "GET", "/dev/blocked", &auth("allow-a")).await;
+    assert_eq!(r.status, 403, "{}\n{}", r.text(), tp.stderr());
+    assert_eq!(r.header("x-amzn-errortype"), Some("AccessDeniedException"));
+    assert!(r.text().contains("with an explicit deny"), "{}", r.text());
+    assert_eq!(
+        invocations(),
+        0,
+        "the authorizer ran despite the explicit Deny"
+    );
+
+    // Phase 2, caller (authorizer) policy x resource policy.
+    // Allow x Allow
+    let r = call(&tp, "GET", "/dev/allowed", &auth("allow-a")).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), tp.stderr());
+    assert_eq!(r.json()["principal"], "user-allow-a");
+    // Allow x silent
+    let r = call(&tp, "GET", "/dev/silent", &auth("allow-b")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // silent x Allow: the authorizer's policy names another stage only.
+    let r = call(&tp, "GET", "/dev/allowed", &auth("elsewhere-c")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // silent x silent: implicit deny.
+    assert_denied(
+        &call(&tp, "GET", "/dev/silent", &auth("elsewhere-d")).await,
+        false,
+    );
+    // Deny x Allow: explicit deny.
+    assert_denied(
+        &call(&tp, "GET", "/dev/allowed", &auth("deny-e")).await,
+        true,
+    );
+    assert_eq!(invocations(), 5);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_request_authorizer_event_identity_sources_and_cache() {
     let l = lambda_project();
