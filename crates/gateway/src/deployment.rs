@@ -467,10 +467,7 @@ fn compile_access(def: &RestApiDefinition, project: &Project, d: &mut Diag<'_>) 
             Ok(rt) => {
                 authorizers.insert(a.id.clone(), Arc::new(rt));
             }
-            Err(e) => d.error(
-                format!("/securityDefinitions/{}", escape_pointer(&a.name)),
-                e,
-            ),
+            Err(e) => d.error(d.api.authorizer_pointer(&a.name), e),
         }
     }
     (policy, authorizers)

@@ -232,6 +232,20 @@ impl ProjectApi {
         }
     }
 
+    /// The JSON pointer of a security scheme's `x-amazon-apigateway-authorizer`, where the
+    /// definition has it: `components/securitySchemes` (OpenAPI 3) or `securityDefinitions`
+    /// (Swagger 2).
+    pub fn authorizer_pointer(&self, scheme: &str) -> String {
+        let name = scheme.replace('~', "~0").replace('/', "~1");
+        let v3 = format!("/components/securitySchemes/{name}");
+        let base = if self.source_map.contains(&v3) {
+            v3
+        } else {
+            format!("/securityDefinitions/{name}")
+        };
+        format!("{base}/x-amazon-apigateway-authorizer")
+    }
+
     /// The JSON pointer of a method's operation in the definition
     /// (`/paths/~1pets/get`, `.../x-amazon-apigateway-any-method` for `ANY`).
     pub fn method_pointer(resource_path: &str, http_method: &str) -> String {

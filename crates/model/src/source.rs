@@ -62,6 +62,11 @@ impl SourceMap {
         }
     }
 
+    /// Whether `pointer` itself (not just an ancestor) is in the document.
+    pub fn contains(&self, pointer: &str) -> bool {
+        self.entries.contains_key(pointer)
+    }
+
     /// The position of the value itself (not its key).
     pub fn value_position(&self, pointer: &str) -> Option<Pos> {
         self.entries

@@ -433,3 +433,85 @@ async fn slowloris_is_cut_off_while_others_are_served() {
     );
     still_serving(&tp).await;
 }
+
+/// Lambda authorizers that AWS would refuse are reported by `validate` (and `serve` does not
+/// start), each at its own `x-amazon-apigateway-authorizer`.
+#[test]
+fn invalid_lambda_authorizers_are_reported() {
+    let uri = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:auth/invocations";
+    let scheme = |kind: &str, extra: &str| {
+        format!(
+            "      type: apiKey\n      name: Authorization\n      in: header\n      x-amazon-apigateway-authtype: custom\n      x-amazon-apigateway-authorizer:\n        type: {kind}\n        authorizerUri: {uri}\n{extra}"
+        )
+    };
+    let op = "      responses: {\"200\": {description: ok}}\n      x-amazon-apigateway-integration: {type: MOCK, requestTemplates: {application/json: '{\"statusCode\": 200}'}}\n";
+    let definition = |schemes: &[(&str, String)]| {
+        let mut t =
+            String::from("openapi: 3.0.1\ninfo: {title: BadAuthorizers, version: \"1\"}\npaths:\n");
+        for (i, (name, _)) in schemes.iter().enumerate() {
+            t.push_str(&format!(
+                "  /p{i}:\n    get:\n      security: [{{{name}: []}}]\n{op}"
+            ));
+        }
+        t.push_str("components:\n  securitySchemes:\n");
+        for (name, body) in schemes {
+            t.push_str(&format!("    {name}:\n{body}"));
+        }
+        t
+    };
+    let dir = temp_dir();
+    let cases = [
+        (
+            "deploy.yaml",
+            vec![
+                (
+                    "cachedNoSource",
+                    scheme("request", "        authorizerResultTtlInSeconds: 300\n"),
+                ),
+                (
+                    "twoHeaders",
+                    scheme(
+                        "token",
+                        "        identitySource: method.request.header.A, method.request.header.B\n",
+                    ),
+                ),
+            ],
+            vec![
+                ("cachedNoSource", "identitySource is required"),
+                ("twoHeaders", "must be one header"),
+            ],
+        ),
+        (
+            "regex.yaml",
+            vec![(
+                "badRegex",
+                scheme(
+                    "token",
+                    "        identitySource: method.request.header.Authorization\n        identityValidationExpression: \"[a-z\"\n",
+                ),
+            )],
+            vec![("badRegex", "identityValidationExpression")],
+        ),
+    ];
+    for (file_name, schemes, expected) in cases {
+        let file = write(dir.path(), file_name, &definition(&schemes));
+        let name = file.display().to_string();
+        let (status, stdout, stderr) = run_cli(&["validate", &name]);
+        assert!(!status.success(), "validate accepted:\n{stdout}\n{stderr}");
+        for (scheme, word) in expected {
+            let pointer =
+                format!("/components/securitySchemes/{scheme}/x-amazon-apigateway-authorizer");
+            assert!(
+                stderr.lines().any(|l| l.starts_with(&format!("{name}:"))
+                    && !l.starts_with(&format!("{name}:1:1:"))
+                    && l.contains(": error at ")
+                    && l.contains(&pointer)
+                    && l.contains(word)),
+                "no positioned error for {scheme} ({word}) in:\n{stderr}"
+            );
+        }
+        let (status, stdout, _) =
+            run_cli(&["serve", &name, "--listen", "127.0.0.1:0", "--no-watch"]);
+        assert!(!status.success() && !stdout.contains("turnpike listening"));
+    }
+}
