@@ -24,6 +24,21 @@ pub enum Decision {
     Silent,
 }
 
+impl Decision {
+    /// IAM's rule over the effects of the statements that match: any Deny wins, then any Allow,
+    /// else silence.
+    pub fn combine(matching_allows: impl IntoIterator<Item = bool>) -> Decision {
+        let mut decision = Decision::Silent;
+        for allow in matching_allows {
+            if !allow {
+                return Decision::Deny;
+            }
+            decision = Decision::Allow;
+        }
+        decision
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Policy {
     statements: Vec<Statement>,
@@ -234,21 +249,12 @@ impl Policy {
         facts: &RequestFacts<'_>,
         check_principal: bool,
     ) -> Decision {
-        let mut allowed = false;
-        for s in &self.statements {
-            if !s.applies(action, facts, check_principal) {
-                continue;
-            }
-            if !s.allow {
-                return Decision::Deny;
-            }
-            allowed = true;
-        }
-        if allowed {
-            Decision::Allow
-        } else {
-            Decision::Silent
-        }
+        Decision::combine(
+            self.statements
+                .iter()
+                .filter(|s| s.applies(action, facts, check_principal))
+                .map(|s| s.allow),
+        )
     }
 }
 

@@ -440,25 +440,18 @@ impl Policy {
     /// IAM evaluation for `execute-api:Invoke` on `arn`: any matching Deny wins, then any
     /// matching Allow; otherwise silence (an implicit deny).
     pub fn evaluate(&self, arn: &str) -> Decision {
-        let mut allowed = false;
-        for s in &self.statements {
-            let action = s.actions.is_empty()
-                || s.actions
-                    .iter()
-                    .any(|a| glob(&a.to_ascii_lowercase(), "execute-api:invoke"));
-            if !action || !s.resources.iter().any(|r| glob(r, arn)) {
-                continue;
-            }
-            if !s.allow {
-                return Decision::Deny;
-            }
-            allowed = true;
-        }
-        if allowed {
-            Decision::Allow
-        } else {
-            Decision::Silent
-        }
+        Decision::combine(
+            self.statements
+                .iter()
+                .filter(|s| {
+                    let action = s.actions.is_empty()
+                        || s.actions
+                            .iter()
+                            .any(|a| glob(&a.to_ascii_lowercase(), "execute-api:invoke"));
+                    action && s.resources.iter().any(|r| glob(r, arn))
+                })
+                .map(|s| s.allow),
+        )
     }
 }
 

@@ -246,18 +246,7 @@ pub async fn authorize(
             }))
         }
         AuthorizationType::CognitoUserPools => {
-            let Some(a) = inv
-                .method
-                .model
-                .authorizer_id
-                .as_ref()
-                .and_then(|id| inv.api.authorizers.get(id))
-                .cloned()
-            else {
-                return Err(configuration_error(
-                    "the method's authorizer does not exist",
-                ));
-            };
+            let a = method_authorizer(inv)?;
             let (Some(cfg), Some(h)) = (&a.jwt, &a.header) else {
                 return Err(configuration_error("the authorizer has no JWT settings"));
             };
@@ -291,18 +280,7 @@ pub async fn authorize(
             }
         }
         AuthorizationType::Custom => {
-            let Some(a) = inv
-                .method
-                .model
-                .authorizer_id
-                .as_ref()
-                .and_then(|id| inv.api.authorizers.get(id))
-                .cloned()
-            else {
-                return Err(configuration_error(
-                    "the method's authorizer does not exist",
-                ));
-            };
+            let a = method_authorizer(inv)?;
             let Some(l) = &a.lambda else {
                 return Err(configuration_error(format!(
                     "authorizer {:?} is not a Lambda authorizer",
@@ -372,4 +350,15 @@ pub fn apply(ctx: &mut crate::context::RequestContext, r: &AuthResult) {
         ctx.identity_account_id = Some(c.account_id.clone());
         ctx.identity_user = Some(c.arn.rsplit('/').next().unwrap_or(&c.arn).to_string());
     }
+}
+
+/// The authorizer a `CUSTOM` or `COGNITO_USER_POOLS` method names.
+fn method_authorizer(inv: &Invocation) -> Result<Arc<AuthorizerRuntime>, GatewayError> {
+    inv.method
+        .model
+        .authorizer_id
+        .as_ref()
+        .and_then(|id| inv.api.authorizers.get(id))
+        .cloned()
+        .ok_or_else(|| configuration_error("the method's authorizer does not exist"))
 }
