@@ -120,6 +120,9 @@ pub struct IntegrationRuntime {
     /// `None` means "the client's method" (`ANY` on HTTP_PROXY).
     pub http_method: Option<http::Method>,
     pub uri: Option<UriTemplate>,
+    /// The Lambda function of an `AWS`/`AWS_PROXY` Lambda URI without stage variables,
+    /// worked out here once; URIs with `${stageVariables.x}` are resolved per request.
+    pub lambda_function: Option<String>,
     pub request_parameters: Vec<(RequestTarget, String, Source)>,
     pub request_templates: Vec<MappingTemplate>,
     pub passthrough: PassthroughBehavior,
@@ -223,6 +226,14 @@ impl UriTemplate {
 
     /// Fills the template. Path variables come only from `integration.request.path.*` mappings
     /// (AWS); unmapped placeholders and undefined stage variables become empty.
+    /// The URI itself when it has no variables.
+    pub fn as_literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [UriPart::Literal(s)] => Some(s),
+            _ => None,
+        }
+    }
+
     pub fn render(
         &self,
         path_vars: &[(String, String)],
@@ -577,10 +588,16 @@ fn compile_integration(
             content_handling: r.content_handling,
         });
     }
+    let uri = i.uri.as_deref().map(UriTemplate::parse);
+    let lambda_function = uri
+        .as_ref()
+        .and_then(UriTemplate::as_literal)
+        .and_then(crate::pipeline::integration::lambda::function_from_uri);
     IntegrationRuntime {
         kind: i.kind,
         http_method,
-        uri: i.uri.as_deref().map(UriTemplate::parse),
+        uri,
+        lambda_function,
         request_parameters,
         request_templates,
         passthrough: i.passthrough_behavior,

@@ -521,15 +521,8 @@ async fn lambda_request_authorizer_event_identity_sources_and_cache() {
     assert_eq!(r.json()["tenant"], "acme2");
     assert_eq!(r.json()["realm"], "blue");
     let ev = l.events().pop().expect("event");
-    let mut keys: Vec<&str> = ev
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort();
     assert_eq!(
-        keys,
+        sorted_keys(&ev),
         [
             "headers",
             "httpMethod",

@@ -96,15 +96,8 @@ async fn python_proxy_event_v1_cold_warm_and_shutdown() {
     let v = r.json();
     let ev = &v["event"];
     // Exactly AWS's 1.0 field set.
-    let mut keys: Vec<&str> = ev
-        .as_object()
-        .expect("event object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort();
     assert_eq!(
-        keys,
+        sorted_keys(ev),
         [
             "body",
             "headers",
@@ -150,15 +143,8 @@ async fn python_proxy_event_v1_cold_warm_and_shutdown() {
         .is_some_and(|t| t.starts_with("Root=1-")));
     assert!(ev["headers"].get("Content-Length").is_none());
     let rc = &ev["requestContext"];
-    let mut rc_keys: Vec<&str> = rc
-        .as_object()
-        .expect("requestContext")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    rc_keys.sort();
     assert_eq!(
-        rc_keys,
+        sorted_keys(rc),
         [
             "accountId",
             "apiId",

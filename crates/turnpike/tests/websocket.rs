@@ -761,16 +761,7 @@ async fn bad_input_is_closed_and_the_server_keeps_serving() {
     frame.extend_from_slice(&(1u64 << 40).to_be_bytes());
     frame.extend_from_slice(&[1, 2, 3, 4]);
     raw.write_all(&frame).await.expect("write");
-    let mut got = Vec::new();
-    let _ = tokio::time::timeout(WAIT, async {
-        loop {
-            match raw.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
+    let (got, _) = read_until_closed(&mut raw).await;
     assert!(
         got.len() >= 4 && got[0] == 0x88,
         "expected a close frame, got {got:?}"
@@ -807,25 +798,32 @@ async fn bad_input_is_closed_and_the_server_keeps_serving() {
     // The half-open connections are closed by the server: the unfinished handshake by the
     // header timeout, the stalled frame by the idle timeout (after a 1001 close frame).
     for (name, mut conn) in [("handshake", stalled), ("frame", half)] {
-        let mut seen = Vec::new();
-        let eof = tokio::time::timeout(WAIT, async {
-            loop {
-                match conn.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => seen.extend_from_slice(&buf[..n]),
-                }
-            }
-        })
-        .await;
-        assert!(
-            eof.is_ok(),
-            "{name}: the server kept a half-open connection"
-        );
+        let (seen, closed) = read_until_closed(&mut conn).await;
+        assert!(closed, "{name}: the server kept a half-open connection");
         if name == "frame" {
             let close = seen.windows(2).position(|w| w[0] == 0x88);
             assert!(close.is_some(), "frame: no close frame in {seen:?}");
         }
     }
+}
+
+/// Reads until the server closes the connection or `WAIT` passes: what arrived, and whether
+/// the connection was closed in time.
+async fn read_until_closed(conn: &mut TcpStream) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (seen, closed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1008,3 +1008,15 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// The keys of a JSON object, sorted (for "exactly these fields" assertions).
+pub fn sorted_keys(v: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("expected a JSON object, got {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}

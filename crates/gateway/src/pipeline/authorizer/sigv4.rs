@@ -131,6 +131,31 @@ struct Parsed {
     presigned: bool,
 }
 
+impl Parsed {
+    /// From the `Authorization` header, or from a presigned URL's query (with its expiry).
+    fn new(
+        cred: &str,
+        signed: &str,
+        sig: &str,
+        date: &str,
+        presigned: bool,
+        expires: Option<i64>,
+    ) -> Result<Parsed, GatewayError> {
+        let (access_key, scope_date, scope_region, scope_service) = parse_credential(cred)?;
+        Ok(Parsed {
+            access_key,
+            scope_date,
+            scope_region,
+            scope_service,
+            signed_headers: signed.split(';').map(|s| s.to_ascii_lowercase()).collect(),
+            signature: sig.to_string(),
+            amz_date: date.to_string(),
+            expires,
+            presigned,
+        })
+    }
+}
+
 fn parse_credential(cred: &str) -> Result<(String, String, String, String), GatewayError> {
     let parts: Vec<&str> = cred.split('/').collect();
     if parts.len() != 5 || parts[4] != "aws4_request" {
@@ -194,18 +219,7 @@ fn parse(req: &SignedRequest<'_>) -> Result<Option<Parsed>, GatewayError> {
                 missing.join(" ")
             )));
         };
-        let (access_key, scope_date, scope_region, scope_service) = parse_credential(cred)?;
-        return Ok(Some(Parsed {
-            access_key,
-            scope_date,
-            scope_region,
-            scope_service,
-            signed_headers: signed.split(';').map(|s| s.to_ascii_lowercase()).collect(),
-            signature: sig.to_string(),
-            amz_date: date.to_string(),
-            expires: None,
-            presigned: false,
-        }));
+        return Parsed::new(cred, signed, sig, date, false, None).map(Some);
     }
     let q = crate::pipeline::route::parse_query(req.raw_query);
     let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -227,18 +241,8 @@ fn parse(req: &SignedRequest<'_>) -> Result<Option<Parsed>, GatewayError> {
     if cred.len() > MAX_AUTH_BYTES || sig.len() > MAX_AUTH_BYTES {
         return Err(incomplete("signature parameters are too long"));
     }
-    let (access_key, scope_date, scope_region, scope_service) = parse_credential(cred)?;
-    Ok(Some(Parsed {
-        access_key,
-        scope_date,
-        scope_region,
-        scope_service,
-        signed_headers: signed.split(';').map(|s| s.to_ascii_lowercase()).collect(),
-        signature: sig.to_string(),
-        amz_date: date.to_string(),
-        expires: get("X-Amz-Expires").and_then(|e| e.parse().ok()),
-        presigned: true,
-    }))
+    let expires = get("X-Amz-Expires").and_then(|e| e.parse().ok());
+    Parsed::new(cred, signed, sig, date, true, expires).map(Some)
 }
 
 fn canonical_query(raw: Option<&str>, presigned: bool) -> String {

@@ -75,20 +75,25 @@ pub fn invoke_error(e: InvokeError) -> GatewayError {
     }
 }
 
-/// The function of a Lambda integration, with stage variables filled in.
+/// The function of a Lambda integration: resolved at deploy time, or with stage variables
+/// filled in.
 fn target_function(gw: &Gateway, inv: &Invocation) -> Result<String, GatewayError> {
-    let Some(t) = &inv.method.integration.uri else {
-        return Err(GatewayError::configuration("integration has no uri"));
-    };
-    let uri = t.render(&[], &inv.stage.variables);
-    let Some(f) = function_from_uri(&uri) else {
-        return Err(GatewayError::configuration(format!(
-            "Execution failed due to configuration error: Invalid Lambda function URI {uri:?}"
-        )));
+    let integration = &inv.method.integration;
+    let f = match (&integration.lambda_function, &integration.uri) {
+        (Some(f), _) => f.clone(),
+        (None, Some(t)) => {
+            let uri = t.render(&[], &inv.stage.variables);
+            function_from_uri(&uri).ok_or_else(|| {
+                GatewayError::configuration(format!(
+                    "Execution failed due to configuration error: Invalid Lambda function URI {uri:?}"
+                ))
+            })?
+        }
+        (None, None) => return Err(GatewayError::configuration("integration has no uri")),
     };
     if !gw.functions.contains(&f) {
         return Err(GatewayError::internal(format!(
-            "Execution failed due to configuration error: function {f:?} (from {uri:?}) is not defined in the project's `functions`"
+            "Execution failed due to configuration error: function {f:?} is not defined in the project's `functions`"
         )));
     }
     Ok(f)
@@ -325,6 +330,11 @@ fn headers_of(m: &Map<String, Value>, out: &mut Vec<(String, String)>) -> Result
         }
         Some(other) => return Err(format!("multiValueHeaders is not an object: {other}")),
     }
+    single_headers(m, out)
+}
+
+/// The `headers` object of a proxy response: one value per name.
+fn single_headers(m: &Map<String, Value>, out: &mut Vec<(String, String)>) -> Result<(), String> {
     match m.get("headers") {
         None | Some(Value::Null) => {}
         Some(Value::Object(hv)) => {
@@ -402,17 +412,7 @@ pub fn convert_v2(payload: &[u8]) -> Result<ProxyResponse, String> {
     };
     let status = status_of(m.get("statusCode"))?;
     let mut headers = Vec::new();
-    match m.get("headers") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(hv)) => {
-            for (k, v) in hv {
-                if let Some(t) = scalar_text(v)? {
-                    headers.push((k.clone(), t));
-                }
-            }
-        }
-        Some(other) => return Err(format!("headers is not an object: {other}")),
-    }
+    single_headers(&m, &mut headers)?;
     match m.get("cookies") {
         None | Some(Value::Null) => {}
         Some(Value::Array(c)) => {

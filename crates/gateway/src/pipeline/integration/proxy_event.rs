@@ -6,6 +6,7 @@
 //! Lambda REQUEST authorizers reuse it through [`EventV1::to_value`].
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use base64::Engine;
 use http::header;
@@ -19,7 +20,7 @@ use crate::pipeline::Invocation;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// Above this many entries, grouping repeated names uses a hash index instead of a scan.
+/// Above this many names, grouping repeated names uses a hash index instead of a scan.
 const SCAN_LIMIT: usize = 16;
 
 /// The 1.0 event of one invocation. Header names are title-cased: hyper lower-cases them, so
@@ -127,21 +128,21 @@ impl<'a> EventV1<'a> {
 /// Pairs grouped by name in first-seen order (a later value of a name goes to its group).
 fn group<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(&'a str, Vec<&'a str>)> {
     let mut out: Vec<(&'a str, Vec<&'a str>)> = Vec::new();
-    let mut index: std::collections::HashMap<&'a str, usize> = std::collections::HashMap::new();
+    // Clients choose how many parameters they send: past a few names, look them up by hash.
+    let mut index: Option<HashMap<&'a str, usize>> = None;
     for (k, v) in pairs {
-        let at = if out.len() <= SCAN_LIMIT {
-            out.iter().position(|(n, _)| *n == k)
-        } else {
-            if index.is_empty() {
-                index.extend(out.iter().enumerate().map(|(i, (n, _))| (*n, i)));
-            }
-            index.get(k).copied()
+        if index.is_none() && out.len() > SCAN_LIMIT {
+            index = Some(out.iter().enumerate().map(|(i, (n, _))| (*n, i)).collect());
+        }
+        let at = match &index {
+            Some(ix) => ix.get(k).copied(),
+            None => out.iter().position(|(n, _)| *n == k),
         };
         match at {
             Some(i) => out[i].1.push(v),
             None => {
-                if !index.is_empty() || out.len() > SCAN_LIMIT {
-                    index.insert(k, out.len());
+                if let Some(ix) = index.as_mut() {
+                    ix.insert(k, out.len());
                 }
                 out.push((k, vec![v]));
             }
@@ -311,5 +312,29 @@ impl Serialize for Identity<'_> {
             m.serialize_entry("apiKeyId", &ctx.api_key_id)?;
         }
         m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_keeps_first_seen_order_and_every_value() {
+        let pairs = [("a", "1"), ("b", "x"), ("a", "2")];
+        assert_eq!(
+            group(pairs.into_iter()),
+            vec![("a", vec!["1", "2"]), ("b", vec!["x"])]
+        );
+        // Past SCAN_LIMIT names the hash index takes over; the result must be the same.
+        let names: Vec<String> = (0..3 * SCAN_LIMIT).map(|i| format!("k{i}")).collect();
+        let mut pairs: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "first")).collect();
+        pairs.push(("k0", "again"));
+        pairs.push((names[2 * SCAN_LIMIT].as_str(), "again"));
+        let g = group(pairs.into_iter());
+        assert_eq!(g.len(), 3 * SCAN_LIMIT);
+        assert_eq!(g[0], ("k0", vec!["first", "again"]));
+        assert_eq!(g[2 * SCAN_LIMIT].1, vec!["first", "again"]);
+        assert!(g.iter().enumerate().all(|(i, (n, _))| *n == names[i]));
     }
 }
