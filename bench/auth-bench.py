@@ -14,10 +14,10 @@ Targets (all on 127.0.0.1, started here, stopped by PID at the end, also on an e
                  throttle and a daily quota, both far above the load) and a Lambda TOKEN
                  authorizer (`authorizerResultTtlInSeconds: 300`, bench/auth/authorizer.py,
                  a Runtime API script): the cache answers every request after the first.
-                 Every request's usage increment is committed (group commit) and fsync'd
-                 before the answer (`--state-sync full`, the default)                    :18304
-  turnpike-auth-process  the same with `--state-sync process` (commits not fsync'd: they
-                 survive a crash of Turnpike, not of the machine)                        :18305
+                 Every request is counted in the usage ledger (a journal line written to
+                 the OS) before the answer (`--state-sync process`, the default)         :18304
+  turnpike-auth-full  the same with `--state-sync full` (journal lines fsync'd before the
+                 answer, concurrent requests sharing one fsync: survives power loss)     :18305
 
 Every target gets the same request: GET /hello with `Authorization: Bearer bench-token` and
 `x-api-key` (Turnpike: /bench/hello, stage `bench`). Same CPU layout as proxy-bench.py: proxies on
@@ -41,8 +41,8 @@ import bench as B  # noqa: E402
 
 STAGE = "bench"
 UP_PORT = 18300
-PORTS = {"nginx": 18301, "turnpike": 18303, "turnpike-auth": 18304, "turnpike-auth-process": 18305}
-TARGETS = ["direct", "nginx", "turnpike", "turnpike-auth", "turnpike-auth-process"]
+PORTS = {"nginx": 18301, "turnpike": 18303, "turnpike-auth": 18304, "turnpike-auth-full": 18305}
+TARGETS = ["direct", "nginx", "turnpike", "turnpike-auth", "turnpike-auth-full"]
 KEY = "bench-key-0123456789abcdefghij"
 TOKEN = "Bearer bench-token"
 QUICK = os.environ.get("QUICK") == "1"
@@ -144,11 +144,11 @@ def start(run, binary):
         os.path.join(BENCH, "conf/nginx-proxy.conf"), os.path.join(run, "nginx-proxy.conf"),
         RUN=run, PORT=PORTS["nginx"], UPSTREAM=f"127.0.0.1:{UP_PORT}")], cpus=PROXY_CPU).start()
     env = {"TOKIO_WORKER_THREADS": "1", "TURNPIKE_LOG": os.environ.get("TURNPIKE_LOG", "warn")}
-    for t in ("turnpike", "turnpike-auth", "turnpike-auth-process"):
-        sync = ["--state-sync", "process"] if t == "turnpike-auth-process" else []
+    for t in ("turnpike", "turnpike-auth", "turnpike-auth-full"):
+        sync = ["--state-sync", "full"] if t == "turnpike-auth-full" else []
         servers[t] = B.Server(t, [binary, "serve", project(run, t), "--listen", f"127.0.0.1:{PORTS[t]}",
                                   "--no-watch", "--drain-timeout", "2", *sync], cpus=PROXY_CPU, env=env).start()
-    for t in ("nginx", "turnpike", "turnpike-auth", "turnpike-auth-process"):
+    for t in ("nginx", "turnpike", "turnpike-auth", "turnpike-auth-full"):
         if t.startswith("turnpike"):
             B.wait_log_line(servers[t], "turnpike listening on http://", timeout=30)
         else:
@@ -215,7 +215,7 @@ def main():
                           f"  p99 {B.fmt_us(r['p99_us']):>9}  err {r['errors']}")
                     time.sleep(0.3)
         invocations = 0
-        for t in ("turnpike-auth", "turnpike-auth-process"):
+        for t in ("turnpike-auth", "turnpike-auth-full"):
             with open(os.path.join(run, t, "invocations")) as f:
                 invocations += len(f.read().split())
         for t, s in servers.items():

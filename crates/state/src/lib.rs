@@ -5,17 +5,19 @@
 //! single-node implementations without touching the request pipeline:
 //!
 //! * [`Store`] ([`KeyStore`] + [`QuotaStore`]): durable; [`sqlite::SqliteStore`] is an embedded
-//!   SQLite file with schema migrations. Quota increments are committed (and fsync'd) before the
-//!   request is answered, so a crash loses nothing: a counter is at most one request optimistic.
+//!   SQLite file with schema migrations, with quota counters in the [`ledger`]: each counted
+//!   request is journaled before it is answered, so a crash of Turnpike loses nothing (with
+//!   [`Durability::Full`], neither does a power loss): a counter is at most one request optimistic.
 //! * [`RateLimiter`]: token buckets; [`limiter::MemoryLimiter`] is in-process.
 
+pub mod ledger;
 pub mod limiter;
 pub mod period;
 pub mod sqlite;
 
 pub use limiter::{Limit, MemoryLimiter, RateLimiter};
 pub use period::{Quota, QuotaPeriod};
-pub use sqlite::{Durability, SqliteStore};
+pub use sqlite::{Durability, Role, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -30,6 +32,8 @@ pub enum StateError {
     NoSuchKey(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("the usage counters of {path} belong to another running `turnpike serve` (give each server its own --data-dir; a cluster shares counters through Redis)")]
+    InUse { path: String },
     #[error(
         "the state database is newer (schema {found}) than this Turnpike (schema {supported})"
     )]

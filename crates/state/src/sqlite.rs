@@ -1,12 +1,12 @@
-//! The single-node [`Store`](crate::Store): one SQLite file in the data directory, WAL mode.
-//! [`Durability::Full`] (the default, `synchronous=FULL`): every committed increment is on disk
-//! before the request is answered, surviving power loss. [`Durability::Process`]
-//! (`synchronous=NORMAL`): commits reach the OS but are not fsync'd; they survive a crash or kill
-//! of Turnpike, not of the machine.
+//! The single-node [`Store`](crate::Store): one SQLite file in the data directory (WAL mode)
+//! for keys, plans and folded usage, and the [usage ledger](crate::ledger) for quota counters:
+//! in memory, journaled before each request is answered, folded into SQLite every second.
+//! [`Durability::Process`] (the default): a journal line reaches the OS before the request is
+//! answered; it survives a crash or kill of Turnpike, not of the machine. [`Durability::Full`]:
+//! it is also fsync'd first, surviving power loss.
 //!
-//! [`QuotaStore::consume_batch`] applies many requests' increments in one transaction (one
-//! commit, one fsync); callers answer none of them before it returns, so the guarantee is still
-//! per request.
+//! One server owns a data directory's ledger; other processes (the `keys` and `usage` commands)
+//! open the same store as observers.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::period::{day_of, day_string, period_bounds};
+use crate::ledger::{self, Ledger};
 use crate::{
     check_key_value, derived_id, generate_key_value, random_id, ApiKey, ConsumeRequest, KeySource,
     KeyStore, NewKey, PlanRecord, Quota, QuotaDecision, QuotaPeriod, QuotaStore, Result,
@@ -69,21 +69,29 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER usage_plans_ins AFTER INSERT ON usage_plans BEGIN UPDATE key_generation SET value = value + 1; END;
     CREATE TRIGGER usage_plans_upd AFTER UPDATE ON usage_plans BEGIN UPDATE key_generation SET value = value + 1; END;
     CREATE TRIGGER usage_plans_del AFTER DELETE ON usage_plans BEGIN UPDATE key_generation SET value = value + 1; END;",
+    // 3: the usage ledger's fold mark: journal records up to this sequence number are in `usage`.
+    "CREATE TABLE ledger (id INTEGER PRIMARY KEY CHECK (id = 1), folded_seq INTEGER NOT NULL);
+    INSERT INTO ledger (id, folded_seq) VALUES (1, 0);",
 ];
 
-/// How far a committed quota increment is guaranteed to survive.
+/// How far a counted request is guaranteed to survive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// fsync'd before the request is answered: survives power loss.
-    #[default]
+    /// fsync'd before the request is answered: survives power loss. Bounded by the disk's
+    /// fsync rate (concurrent requests share one).
     Full,
     /// Written to the OS before the request is answered: survives a crash or kill of the
-    /// process, not of the machine. Much faster on disks with slow fsync.
+    /// process, not of the machine. AWS itself applies quotas on a best-effort basis.
+    #[default]
     Process,
 }
 
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    /// Present when this process owns the data directory's usage ledger.
+    ledger: Option<Arc<Ledger>>,
+    /// The ledger's ownership lock, released when the store is dropped.
+    _ledger_lock: Option<std::fs::File>,
     durability: Durability,
     /// Tells the checkpoint thread to end.
     stop: Arc<AtomicBool>,
@@ -101,26 +109,36 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// How a process opens the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Counts requests: owns the usage ledger, waiting up to this long for a previous owner
+    /// (a server being restarted) to let go; fails with [`StateError::InUse`] after that.
+    Server(Duration),
+    /// Owns the ledger if nobody does (folding what a crashed server left), else observes.
+    Tool,
+}
+
 impl SqliteStore {
-    /// Opens (creating on first use) `DIR/turnpike.db` and migrates it.
+    /// Opens (creating on first use) `DIR/turnpike.db` and migrates it, as a [`Role::Tool`].
     pub fn open_dir(dir: &Path) -> Result<Self> {
-        Self::open_dir_with(dir, Durability::Full)
+        Self::open_dir_with(dir, Durability::default(), Role::Tool)
     }
 
     pub fn open(path: &Path) -> Result<Self> {
-        Self::open_with(path, Durability::Full)
+        Self::open_with(path, Durability::default(), Role::Tool)
     }
 
-    /// [`SqliteStore::open_dir`] with the given durability of quota increments.
-    pub fn open_dir_with(dir: &Path, durability: Durability) -> Result<Self> {
+    /// [`SqliteStore::open_dir`] with the given durability of counted requests and role.
+    pub fn open_dir_with(dir: &Path, durability: Durability, role: Role) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|source| StateError::DataDir {
             path: dir.display().to_string(),
             source,
         })?;
-        Self::open_with(&dir.join(DB_FILE), durability)
+        Self::open_with(&dir.join(DB_FILE), durability, role)
     }
 
-    pub fn open_with(path: &Path, durability: Durability) -> Result<Self> {
+    pub fn open_with(path: &Path, durability: Durability, role: Role) -> Result<Self> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -137,15 +155,59 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let reader = Connection::open(path)?;
         reader.busy_timeout(Duration::from_secs(10))?;
+        let lock = match role {
+            Role::Tool => ledger::try_lock(path)?,
+            Role::Server(wait) => {
+                let deadline = std::time::Instant::now() + wait;
+                loop {
+                    if let Some(l) = ledger::try_lock(path)? {
+                        break Some(l);
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StateError::InUse {
+                            path: path.display().to_string(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        let ledger = match lock {
+            Some(_) => Some(Arc::new(Ledger::open(
+                path,
+                &mut conn,
+                durability == Durability::Full,
+            )?)),
+            None => None,
+        };
+        let conn = Arc::new(Mutex::new(conn));
         let stop = Arc::new(AtomicBool::new(false));
         spawn_checkpointer(path, stop.clone());
+        if let Some(l) = &ledger {
+            spawn_folder(Arc::downgrade(l), conn.clone(), stop.clone());
+        }
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
+            conn,
+            ledger,
+            _ledger_lock: lock,
             durability,
             reader: Mutex::new(reader),
             path: path.to_path_buf(),
             stop,
         })
+    }
+
+    /// Whether this process counts requests (owns the usage ledger).
+    pub fn is_owner(&self) -> bool {
+        self.ledger.is_some()
+    }
+
+    /// Folds the usage journal into SQLite now (it also happens every second).
+    pub fn fold(&self) -> Result<()> {
+        match &self.ledger {
+            Some(l) => l.fold(&self.conn),
+            None => Ok(()),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -184,7 +246,40 @@ impl SqliteStore {
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Best effort: what is not folded now is replayed from the journal at the next start.
+        let _ = self.fold();
     }
+}
+
+/// Folds the usage journal every [`ledger::FOLD_EVERY`] until the store is dropped.
+fn spawn_folder(
+    ledger: std::sync::Weak<Ledger>,
+    conn: Arc<Mutex<Connection>>,
+    stop: Arc<AtomicBool>,
+) {
+    let _ = std::thread::Builder::new()
+        .name("turnpike-ledger".into())
+        .spawn(move || {
+            let mut failing = false;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(ledger::FOLD_EVERY);
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Some(ledger) = ledger.upgrade() else {
+                    break;
+                };
+                // A failed fold loses nothing (the journal stays and is retried); say so once.
+                match ledger.fold(&conn) {
+                    Ok(()) => failing = false,
+                    Err(e) if !failing => {
+                        failing = true;
+                        eprintln!("turnpike: folding the usage journal into SQLite failed (retrying every second): {e}");
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
 }
 
 /// How often the WAL is checkpointed into the database file.
@@ -480,65 +575,6 @@ impl KeyStore for SqliteStore {
     }
 }
 
-/// Applies increments in order, in one transaction (one commit for the whole batch): each sees
-/// the ones before it. Counters are read once and written once per key and day.
-fn apply_increments(conn: &mut Connection, batch: &[ConsumeRequest]) -> Result<Vec<QuotaDecision>> {
-    use std::collections::HashMap;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut out = Vec::with_capacity(batch.len());
-    // (plan, key, period start) -> requests used in the period, including this batch's.
-    let mut used_in: HashMap<(&str, &str, String), u64> = HashMap::new();
-    // (plan, key, day) -> increments to write.
-    let mut adds: HashMap<(&str, &str, String), i64> = HashMap::new();
-    for inc in batch {
-        let today = day_of(inc.now_ms);
-        let (used, remaining) = match &inc.quota {
-            Some(q) => {
-                let (start, end) = period_bounds(q.period, today);
-                let k = (inc.plan.as_str(), inc.key_id.as_str(), day_string(start));
-                let used = match used_in.get(&k) {
-                    Some(u) => *u,
-                    None => {
-                        let u: i64 = tx
-                            .prepare_cached(
-                                "SELECT COALESCE(SUM(used), 0) FROM usage
-                                 WHERE plan = ?1 AND key_id = ?2 AND day >= ?3 AND day < ?4",
-                            )?
-                            .query_row(
-                                params![inc.plan, inc.key_id, k.2, day_string(end)],
-                                |r| r.get(0),
-                            )?;
-                        u.max(0) as u64
-                    }
-                };
-                let limit = q.effective_limit(inc.plan_created_ms, inc.now_ms);
-                if used >= limit {
-                    used_in.insert(k, used);
-                    out.push(QuotaDecision::Exceeded);
-                    continue;
-                }
-                used_in.insert(k, used + 1);
-                (used + 1, Some(limit - used - 1))
-            }
-            None => (0, None),
-        };
-        *adds
-            .entry((inc.plan.as_str(), inc.key_id.as_str(), day_string(today)))
-            .or_default() += 1;
-        out.push(QuotaDecision::Allowed { used, remaining });
-    }
-    for ((plan, key_id, day), n) in &adds {
-        tx.prepare_cached(
-            "INSERT INTO usage (plan, key_id, day, used) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(plan, key_id, day) DO UPDATE SET used = used + ?4",
-        )?
-        .execute(params![plan, key_id, day, n])?;
-    }
-    // Nobody in the batch is answered before this commit (fsync'd with Durability::Full).
-    tx.commit()?;
-    Ok(out)
-}
-
 impl QuotaStore for SqliteStore {
     fn consume(
         &self,
@@ -555,7 +591,7 @@ impl QuotaStore for SqliteStore {
             plan_created_ms,
             now_ms,
         };
-        self.with(|conn| apply_increments(conn, std::slice::from_ref(&req)))?
+        self.consume_all(std::slice::from_ref(&req))?
             .pop()
             .ok_or_else(|| StateError::Invalid("no quota decision".into()))
     }
@@ -565,7 +601,7 @@ impl QuotaStore for SqliteStore {
     }
 
     fn consume_batch(&self, batch: &[ConsumeRequest]) -> Vec<Result<QuotaDecision>> {
-        match self.with(|conn| apply_increments(conn, batch)) {
+        match self.consume_all(batch) {
             Ok(decisions) => decisions.into_iter().map(Ok).collect(),
             Err(e) => {
                 let msg = e.to_string();
@@ -578,23 +614,60 @@ impl QuotaStore for SqliteStore {
     }
 
     fn usage(&self, plan: Option<&str>, start_day: &str, end_day: &str) -> Result<Vec<UsageRow>> {
+        // Observers read the journal files before SQLite: see `ledger::tally_above`.
+        let observed = match &self.ledger {
+            Some(_) => None,
+            None => Some(ledger::observed_records(&self.path)?),
+        };
         self.with(|conn| {
-            let mut st = conn.prepare(
-                "SELECT plan, key_id, day, used FROM usage
-                 WHERE (?1 IS NULL OR plan = ?1) AND day >= ?2 AND day <= ?3
-                 ORDER BY plan, key_id, day",
-            )?;
-            let rows = st.query_map(params![plan, start_day, end_day], |r| {
-                Ok(UsageRow {
-                    plan: r.get(0)?,
-                    key_id: r.get(1)?,
-                    day: r.get(2)?,
-                    used: r.get::<_, i64>(3)?.max(0) as u64,
-                })
-            })?;
-            Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+            let tx = conn.transaction()?;
+            let unfolded = match (&self.ledger, observed) {
+                // Holding the writer connection: no fold commits until the rows are read.
+                (Some(l), _) => l.unfolded()?,
+                (None, Some(records)) => {
+                    ledger::tally_above(records, ledger::read_folded_seq(&tx)?)
+                }
+                (None, None) => Default::default(),
+            };
+            let mut rows = usage_rows(&tx, plan, start_day, end_day)?;
+            drop(tx);
+            ledger::merge_rows(&mut rows, &unfolded, plan, start_day, end_day);
+            Ok(rows)
         })
     }
+}
+
+impl SqliteStore {
+    fn consume_all(&self, batch: &[ConsumeRequest]) -> Result<Vec<QuotaDecision>> {
+        match &self.ledger {
+            Some(l) => l.consume(&self.reader, batch),
+            None => Err(StateError::InUse {
+                path: self.path.display().to_string(),
+            }),
+        }
+    }
+}
+
+fn usage_rows(
+    conn: &Connection,
+    plan: Option<&str>,
+    start_day: &str,
+    end_day: &str,
+) -> Result<Vec<UsageRow>> {
+    let mut st = conn.prepare(
+        "SELECT plan, key_id, day, used FROM usage
+         WHERE (?1 IS NULL OR plan = ?1) AND day >= ?2 AND day <= ?3
+         ORDER BY plan, key_id, day",
+    )?;
+    let rows = st.query_map(params![plan, start_day, end_day], |r| {
+        Ok(UsageRow {
+            plan: r.get(0)?,
+            key_id: r.get(1)?,
+            day: r.get(2)?,
+            used: r.get::<_, i64>(3)?.max(0) as u64,
+        })
+    })?;
+    Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
 }
 
 #[cfg(test)]
@@ -623,7 +696,14 @@ mod tests {
             period: QuotaPeriod::Day,
             offset: 0,
         };
-        let s = Arc::new(SqliteStore::open_dir_with(dir.path(), Durability::Process).unwrap());
+        let s = Arc::new(
+            SqliteStore::open_dir_with(
+                dir.path(),
+                Durability::Process,
+                Role::Server(Duration::ZERO),
+            )
+            .unwrap(),
+        );
         let k = s
             .upsert_declared_key(&key("bob", "bob-key-0123456789abcdefgh", &["p"]))
             .unwrap();
@@ -686,6 +766,145 @@ mod tests {
                 .unwrap()
                 .unwrap()
                 .enabled
+        );
+    }
+
+    fn setup(dir: &Path, quota: Quota, now: i64) -> (SqliteStore, String) {
+        let s = SqliteStore::open_dir(dir).unwrap();
+        let k = s
+            .upsert_declared_key(&key("dora", "dora-key-0123456789abcdefgh", &["p"]))
+            .unwrap();
+        s.sync_plans(&[("p".into(), Some(quota))], now).unwrap();
+        (s, k.id)
+    }
+
+    fn used(s: &SqliteStore, day: &str) -> u64 {
+        s.usage(Some("p"), day, day)
+            .unwrap()
+            .iter()
+            .map(|r| r.used)
+            .sum()
+    }
+
+    /// What a crash leaves is replayed once: lines already folded (a crash between the fold's
+    /// commit and the journal's removal) are skipped by sequence number, new ones counted, and
+    /// a torn last line (a write cut short; never answered) ignored.
+    #[test]
+    fn journal_replay_after_a_crash_counts_each_request_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_700_000_000_000;
+        let q = Quota {
+            limit: 100,
+            period: QuotaPeriod::Day,
+            offset: 0,
+        };
+        let (s, id) = setup(dir.path(), q, now);
+        for _ in 0..3 {
+            s.consume("p", &id, Some(&q), now, now).unwrap();
+        }
+        s.fold().unwrap();
+        for _ in 0..2 {
+            s.consume("p", &id, Some(&q), now, now).unwrap();
+        }
+        let db = dir.path().join(DB_FILE);
+        let files = ledger_files(&db);
+        assert_eq!(files.len(), 1, "one journal file in use: {files:?}");
+        let unfolded = std::fs::read_to_string(&files[0]).unwrap();
+        assert_eq!(unfolded.lines().count(), 2, "{unfolded}");
+        assert_eq!(used(&s, "2023-11-14"), 5);
+        drop(s); // folds: 5 in SQLite
+        assert!(ledger_files(&db)
+            .iter()
+            .all(|f| std::fs::metadata(f).unwrap().len() == 0));
+        // As if the crash came before the folded file was removed, and after two more lines
+        // (seq 6, 7) and half of an eighth were written to the next one.
+        let prefix = ledger::journal_prefix(&db);
+        std::fs::write(dir.path().join(format!("{prefix}7")), &unfolded).unwrap();
+        std::fs::write(
+            dir.path().join(format!("{prefix}8")),
+            format!("6 2023-11-14 1 {id} p\n7 2023-11-14 1 {id} p\n8 2023-11-14 1 {id}"),
+        )
+        .unwrap();
+        let (s, id) = setup(dir.path(), q, now);
+        assert_eq!(used(&s, "2023-11-14"), 7);
+        assert!(matches!(
+            s.consume("p", &id, Some(&q), now, now).unwrap(),
+            QuotaDecision::Allowed { used: 8, .. }
+        ));
+        // Sequence numbers go on from the highest seen, so the next replay skips nothing new.
+        drop(s);
+        let (s, _) = setup(dir.path(), q, now);
+        assert_eq!(used(&s, "2023-11-14"), 8);
+    }
+
+    fn ledger_files(db: &Path) -> Vec<PathBuf> {
+        let prefix = ledger::journal_prefix(db);
+        let mut v: Vec<PathBuf> = std::fs::read_dir(db.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// While a server owns the ledger, other processes observe: their usage reports include
+    /// what is journaled and not folded yet, they cannot count, and a second server is refused.
+    #[test]
+    fn observers_see_unfolded_usage_and_a_second_server_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_700_000_000_000;
+        let q = Quota {
+            limit: 10,
+            period: QuotaPeriod::Week,
+            offset: 0,
+        };
+        let owner =
+            SqliteStore::open_dir_with(dir.path(), Durability::Full, Role::Server(Duration::ZERO))
+                .unwrap();
+        assert!(owner.is_owner());
+        let (observer, id) = setup(dir.path(), q, now);
+        assert!(!observer.is_owner());
+        for _ in 0..4 {
+            owner.consume("p", &id, Some(&q), now, now).unwrap();
+        }
+        assert_eq!(used(&observer, "2023-11-14"), 4);
+        owner.fold().unwrap();
+        owner.consume("p", &id, Some(&q), now, now).unwrap();
+        assert_eq!(used(&observer, "2023-11-14"), 5);
+        assert_eq!(used(&owner, "2023-11-14"), 5);
+        assert!(matches!(
+            observer.consume("p", &id, Some(&q), now, now),
+            Err(StateError::InUse { .. })
+        ));
+        let second = SqliteStore::open_dir_with(
+            dir.path(),
+            Durability::Process,
+            Role::Server(Duration::from_millis(120)),
+        );
+        assert!(matches!(second, Err(StateError::InUse { .. })));
+        // The week's quota counts across days: 5 used on Tuesday, 5 left on Wednesday.
+        let wed = now + 86_400_000;
+        let allowed = (0..8)
+            .filter(|_| {
+                matches!(
+                    owner.consume("p", &id, Some(&q), now, wed).unwrap(),
+                    QuotaDecision::Allowed { .. }
+                )
+            })
+            .count();
+        assert_eq!(allowed, 5);
+        drop(owner);
+        let server = SqliteStore::open_dir_with(
+            dir.path(),
+            Durability::Process,
+            Role::Server(Duration::ZERO),
+        )
+        .unwrap();
+        assert_eq!(
+            server.consume("p", &id, Some(&q), now, wed).unwrap(),
+            QuotaDecision::Exceeded
         );
     }
 

@@ -44,10 +44,11 @@ pub struct ServeArgs {
     /// Seconds a client has to send a complete request head.
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
-    /// Durability of quota/usage counters: `full` fsyncs each commit before answering (survives
-    /// power loss); `process` does not fsync (survives a crash of Turnpike, not of the machine;
-    /// much faster where fsync is slow). Commits are grouped across concurrent requests either way.
-    #[arg(long, default_value = "full", value_parser = ["full", "process"])]
+    /// Durability of usage-plan counters. Each counted request is journaled before it is
+    /// answered: `process` (default) writes the line to the OS (survives a crash or kill of
+    /// Turnpike, not of the machine; AWS's own quotas are best-effort); `full` also fsyncs it
+    /// (survives power loss; concurrent requests share one fsync, but the disk bounds the rate).
+    #[arg(long, default_value = "process", value_parser = ["full", "process"])]
     state_sync: String,
 }
 
@@ -370,7 +371,9 @@ fn open_state(
     } else {
         turnpike_state::Durability::Full
     };
-    let store = turnpike_state::SqliteStore::open_dir_with(&dir, durability)
+    // A server being restarted may still hold the ledger for a moment.
+    let role = turnpike_state::Role::Server(Duration::from_secs(5));
+    let store = turnpike_state::SqliteStore::open_dir_with(&dir, durability, role)
         .with_context(|| format!("opening the state in {}", dir.display()))?;
     let access = turnpike_gateway::access::AccessRuntime::from_project(project);
     turnpike_gateway::access::sync_store(&store, &access)

@@ -131,8 +131,10 @@ async fn quota_exact_boundary_survives_restart_and_usage_report() {
     );
     let data = dir.path().join("state");
     let data_s = data.display().to_string();
+    // fsync'd counting (group commit on the blocking pool); the default is tested below.
+    let args = ["--no-watch", "--data-dir", &data_s, "--state-sync", "full"];
     {
-        let t = Turnpike::serve_with(&file, &["--no-watch", "--data-dir", &data_s]);
+        let t = Turnpike::serve_with(&file, &args);
         for i in 0..3 {
             let r = get_with_key(&t.url("/dev/keyed"), Some(ALICE)).await;
             assert_eq!(r.status, 200, "request {i}: {}", r.text());
@@ -152,7 +154,7 @@ async fn quota_exact_boundary_survives_restart_and_usage_report() {
         );
     }
     // A new server process on the same data directory keeps the counters.
-    let t = Turnpike::serve_with(&file, &["--no-watch", "--data-dir", &data_s]);
+    let t = Turnpike::serve_with(&file, &args);
     assert_eq!(
         get_with_key(&t.url("/dev/keyed"), Some(ALICE)).await.status,
         429
@@ -179,10 +181,11 @@ async fn quota_exact_boundary_survives_restart_and_usage_report() {
     assert_eq!(pairs, vec![json!([3, 0]), json!([3, 0])], "{out}");
 }
 
-/// Concurrent requests are counted in group commits and the quota stays exact; with
-/// `--state-sync process` the counters survive a kill -9 of the server.
+/// Concurrent requests keep the quota exact; with the default durability (`process`: the
+/// journal line reaches the OS before the answer) the counters survive a kill -9 of the server,
+/// which leaves its journal unfolded. A second server on the same data directory is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quota_exact_under_concurrency_and_survives_kill_with_state_sync_process() {
+async fn quota_exact_under_concurrency_and_survives_kill() {
     let dir = temp_dir();
     write_json(dir.path(), "api.json", &api_with_key_methods(json!({})));
     let file = project_file(
@@ -192,13 +195,7 @@ async fn quota_exact_under_concurrency_and_survives_kill_with_state_sync_process
         ),
     );
     let data_s = dir.path().join("state").display().to_string();
-    let args = [
-        "--no-watch",
-        "--data-dir",
-        &data_s,
-        "--state-sync",
-        "process",
-    ];
+    let args = ["--no-watch", "--data-dir", &data_s];
     {
         let t = Turnpike::serve_with(&file, &args);
         let url = t.url("/dev/keyed");
@@ -231,6 +228,21 @@ async fn quota_exact_under_concurrency_and_survives_kill_with_state_sync_process
     let items = report[0]["items"].as_object().expect("items").clone();
     let used: Vec<Value> = items.values().map(|v| v[0].clone()).collect();
     assert_eq!(used, vec![json!([20, 0])], "{out}");
+
+    let (st, _, err) = run_cli(&[
+        "serve",
+        &file.display().to_string(),
+        "--no-watch",
+        "--data-dir",
+        &data_s,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!st.success());
+    assert!(
+        err.contains("belong to another running `turnpike serve`"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

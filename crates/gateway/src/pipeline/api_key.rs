@@ -100,12 +100,12 @@ type QuotaJob = (
     tokio::sync::oneshot::Sender<Result<QuotaDecision, String>>,
 );
 
-/// Group commit of quota increments. A request that queues while no batch is forming starts a
-/// flush task; the task yields once, so every request that is ready on this worker queues too,
-/// then commits the whole batch with one blocking call (one transaction, one fsync). Each
-/// request is answered only after the commit that holds its increment. The flush is a task of
-/// its own so that a client going away cannot cancel it. Commits that may fsync run on the
-/// blocking pool; others (`--state-sync process`) inline.
+/// Group commit of quota increments that wait for the disk (`--state-sync full`). A request
+/// that queues while no batch is forming starts a flush task; the task yields once, so every
+/// request that is ready on this worker queues too, then commits the whole batch with one
+/// blocking call on the blocking pool (one journal write, one fsync). Each request is answered
+/// only after the commit that holds its increment. The flush is a task of its own so that a
+/// client going away cannot cancel it.
 pub struct QuotaWriter {
     store: Arc<dyn turnpike_state::Store>,
     queue: std::sync::Mutex<Vec<QuotaJob>>,
@@ -152,12 +152,7 @@ impl QuotaWriter {
             .store(false, std::sync::atomic::Ordering::Release);
         let (reqs, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
         let store = self.store.clone();
-        let results = if store.commit_may_block() {
-            tokio::task::spawn_blocking(move || store.consume_batch(&reqs)).await
-        } else {
-            // No fsync: a commit is a short write to the OS, cheaper here than a thread switch.
-            Ok(store.consume_batch(&reqs))
-        };
+        let results = tokio::task::spawn_blocking(move || store.consume_batch(&reqs)).await;
         match results {
             Ok(results) => {
                 for (reply, r) in replies.into_iter().zip(results) {
@@ -270,6 +265,16 @@ pub async fn consume_quota(gw: &Gateway, key: &KeyUse) -> Result<(), GatewayErro
         now_ms: crate::context::now_epoch_ms(),
     };
     let decision = match &access.quota_writer {
+        // A journal line written to the OS: cheaper inline than any hand-off.
+        _ if !store.commit_may_block() => store
+            .consume(
+                &req.plan,
+                &req.key_id,
+                req.quota.as_ref(),
+                req.plan_created_ms,
+                req.now_ms,
+            )
+            .map_err(store_error)?,
         Some(w) => w.consume(req).await.map_err(store_error)?,
         None => tokio::task::spawn_blocking(move || {
             store.consume(
