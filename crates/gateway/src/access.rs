@@ -19,6 +19,8 @@ use turnpike_state::{Limit, MemoryLimiter, Quota, QuotaPeriod, RateLimiter, Stor
 #[derive(Debug, Clone)]
 pub struct PlanRuntime {
     pub name: String,
+    /// `plan:{name}:`: the start of its per-key throttle buckets' names.
+    pub bucket_prefix: String,
     pub throttle: Option<Limit>,
     pub quota: Option<Quota>,
     /// `(api id, stage)` → per-method throttles keyed `{resourcePath}/{METHOD}`.
@@ -54,7 +56,7 @@ impl std::fmt::Debug for IamIdentity {
 #[derive(Debug, Clone)]
 pub struct AccessRuntime {
     pub account: Limit,
-    pub plans: Vec<PlanRuntime>,
+    pub plans: Vec<Arc<PlanRuntime>>,
     pub iam: HashMap<String, IamIdentity>,
     pub config: AccessConfig,
 }
@@ -86,6 +88,7 @@ impl AccessRuntime {
             .iter()
             .map(|p| PlanRuntime {
                 name: p.name.clone(),
+                bucket_prefix: format!("plan:{}:", p.name),
                 throttle: p.throttle.map(limit),
                 quota: p.quota.as_ref().and_then(|q| {
                     Some(Quota {
@@ -108,6 +111,7 @@ impl AccessRuntime {
                     })
                     .collect(),
             })
+            .map(Arc::new)
             .collect();
         let iam = config
             .iam_access_keys

@@ -39,7 +39,7 @@ pub struct RequestContext {
     pub api_key: Option<String>,
     pub api_key_id: Option<String>,
     /// `$context.authorizer.*`: principalId, the Lambda authorizer's context, Cognito claims.
-    pub authorizer: Map<String, Value>,
+    pub authorizer: std::sync::Arc<Map<String, Value>>,
     /// SigV4-authenticated caller (`$context.identity.userArn`, `.user`, `.accessKey`, `.accountId`).
     pub identity_user_arn: Option<String>,
     pub identity_user: Option<String>,
@@ -155,7 +155,10 @@ impl RequestContext {
         let mut m = Map::new();
         m.insert("accountId".into(), self.account_id.clone().into());
         m.insert("apiId".into(), self.api_id.clone().into());
-        m.insert("authorizer".into(), Value::Object(self.authorizer.clone()));
+        m.insert(
+            "authorizer".into(),
+            Value::Object((*self.authorizer).clone()),
+        );
         m.insert("awsEndpointRequestId".into(), Value::Null);
         m.insert("deploymentId".into(), self.deployment_id.clone().into());
         m.insert("domainName".into(), self.domain_name.clone().into());

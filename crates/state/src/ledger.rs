@@ -28,7 +28,17 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use time::Date;
 
 use crate::period::{day_of, day_string, parse_day, period_bounds};
-use crate::{ConsumeRequest, QuotaDecision, Result, StateError, UsageRow};
+use crate::{Quota, QuotaDecision, Result, StateError, UsageRow};
+
+/// One request to count, borrowed from the caller (nothing is copied on the hot path).
+#[derive(Debug, Clone, Copy)]
+pub struct Count<'a> {
+    pub plan: &'a str,
+    pub key_id: &'a str,
+    pub quota: Option<&'a Quota>,
+    pub plan_created_ms: i64,
+    pub now_ms: i64,
+}
 
 /// How often the journal is folded into SQLite.
 pub const FOLD_EVERY: Duration = Duration::from_secs(1);
@@ -123,12 +133,28 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> StateError {
     StateError::Invalid(format!("usage journal: {what} {}: {e}", path.display()))
 }
 
+/// Decimal digits of `n` (what `write!` does, without the formatting machinery per request).
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 /// Percent-escapes the bytes that delimit journal fields and lines.
 fn escape_into(out: &mut Vec<u8>, s: &str) {
     for &b in s.as_bytes() {
         match b {
             b' ' | b'\n' | b'\r' | b'%' | b'\t' => {
-                out.extend_from_slice(format!("%{b:02X}").as_bytes());
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
             }
             _ => out.push(b),
         }
@@ -165,9 +191,13 @@ pub(crate) struct Record {
     plan: String,
 }
 
-fn write_record(out: &mut Vec<u8>, seq: u64, day: i32, n: u64, key: &str, plan: &str) {
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{seq} {} {n} ", day_text(day));
+fn write_record(out: &mut Vec<u8>, seq: u64, day: &str, n: u64, key: &str, plan: &str) {
+    push_u64(out, seq);
+    out.push(b' ');
+    out.extend_from_slice(day.as_bytes());
+    out.push(b' ');
+    push_u64(out, n);
+    out.push(b' ');
     escape_into(out, key);
     out.push(b' ');
     escape_into(out, plan);
@@ -271,6 +301,8 @@ struct Inner {
     /// Set when the journal could not be written or cut back: the next consume starts a new file.
     broken: bool,
     buf: Vec<u8>,
+    /// The last day written and its `YYYY-MM-DD` text (the same for every request of a day).
+    day: (i32, String),
 }
 
 /// The owner's ledger (see the module documentation).
@@ -362,6 +394,7 @@ impl Ledger {
                 folding: None,
                 broken: false,
                 buf: Vec::with_capacity(256),
+                day: (i32::MIN, String::new()),
             }),
         })
     }
@@ -370,7 +403,7 @@ impl Ledger {
     pub(crate) fn consume(
         &self,
         reader: &Mutex<Connection>,
-        batch: &[ConsumeRequest],
+        batch: &[Count<'_>],
     ) -> Result<Vec<QuotaDecision>> {
         let mut guard = self.inner.lock().map_err(|_| poisoned())?;
         let inner = &mut *guard;
@@ -389,8 +422,8 @@ impl Ledger {
             }
             let today_date = day_of(req.now_ms);
             let today = julian(today_date);
-            let days = history(&mut inner.counts, reader, &req.plan, &req.key_id, today)?;
-            let decision = match &req.quota {
+            let days = history(&mut inner.counts, reader, req.plan, req.key_id, today)?;
+            let decision = match req.quota {
                 Some(q) => {
                     let (start, end) = period_bounds(q.period, today_date);
                     let used: u64 = days.range(julian(start)..julian(end)).map(|(_, n)| n).sum();
@@ -411,7 +444,17 @@ impl Ledger {
             };
             *days.entry(today).or_default() += 1;
             inner.seq += 1;
-            write_record(&mut inner.buf, inner.seq, today, 1, &req.key_id, &req.plan);
+            if inner.day.0 != today {
+                inner.day = (today, day_text(today));
+            }
+            write_record(
+                &mut inner.buf,
+                inner.seq,
+                &inner.day.1,
+                1,
+                req.key_id,
+                req.plan,
+            );
             taken.push((i, today));
             out.push(decision);
         }
@@ -432,8 +475,8 @@ impl Ledger {
                 let r = &batch[*i];
                 if let Some(n) = inner
                     .counts
-                    .get_mut(&r.plan)
-                    .and_then(|k| k.get_mut(&r.key_id))
+                    .get_mut(r.plan)
+                    .and_then(|k| k.get_mut(r.key_id))
                     .and_then(|d| d.get_mut(day))
                 {
                     *n = n.saturating_sub(1);
@@ -448,7 +491,7 @@ impl Ledger {
         inner.journal_len += inner.buf.len() as u64;
         for (i, day) in taken {
             let r = &batch[i];
-            tally_add(&mut inner.pending, &r.plan, &r.key_id, day, 1);
+            tally_add(&mut inner.pending, r.plan, r.key_id, day, 1);
         }
         Ok(out)
     }
@@ -626,7 +669,7 @@ mod tests {
     fn records_round_trip_with_escapes() {
         let mut buf = Vec::new();
         let day = julian(parse_day("2026-12-02").unwrap());
-        write_record(&mut buf, 42, day, 3, "k 1%", "plan\nname");
+        write_record(&mut buf, 42, &day_text(day), 3, "k 1%", "plan\nname");
         let line = String::from_utf8(buf).unwrap();
         assert_eq!(line, "42 2026-12-02 3 k%201%25 plan%0Aname\n");
         let r = parse_record(line.trim_end_matches('\n')).unwrap();

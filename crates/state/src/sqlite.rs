@@ -584,10 +584,10 @@ impl QuotaStore for SqliteStore {
         plan_created_ms: i64,
         now_ms: i64,
     ) -> Result<QuotaDecision> {
-        let req = ConsumeRequest {
-            plan: plan.to_string(),
-            key_id: key_id.to_string(),
-            quota: quota.copied(),
+        let req = ledger::Count {
+            plan,
+            key_id,
+            quota,
             plan_created_ms,
             now_ms,
         };
@@ -601,7 +601,17 @@ impl QuotaStore for SqliteStore {
     }
 
     fn consume_batch(&self, batch: &[ConsumeRequest]) -> Vec<Result<QuotaDecision>> {
-        match self.consume_all(batch) {
+        let counts: Vec<ledger::Count<'_>> = batch
+            .iter()
+            .map(|r| ledger::Count {
+                plan: &r.plan,
+                key_id: &r.key_id,
+                quota: r.quota.as_ref(),
+                plan_created_ms: r.plan_created_ms,
+                now_ms: r.now_ms,
+            })
+            .collect();
+        match self.consume_all(&counts) {
             Ok(decisions) => decisions.into_iter().map(Ok).collect(),
             Err(e) => {
                 let msg = e.to_string();
@@ -638,7 +648,7 @@ impl QuotaStore for SqliteStore {
 }
 
 impl SqliteStore {
-    fn consume_all(&self, batch: &[ConsumeRequest]) -> Result<Vec<QuotaDecision>> {
+    fn consume_all(&self, batch: &[ledger::Count<'_>]) -> Result<Vec<QuotaDecision>> {
         match &self.ledger {
             Some(l) => l.consume(&self.reader, batch),
             None => Err(StateError::InUse {

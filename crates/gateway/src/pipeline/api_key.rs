@@ -20,9 +20,25 @@ use crate::Gateway;
 /// The key and plan a request is metered under.
 #[derive(Debug, Clone)]
 pub struct KeyUse {
-    pub key_id: String,
-    pub plan: PlanRuntime,
+    pub key: Arc<KnownKey>,
+    pub plan: Arc<PlanRuntime>,
     pub plan_created_ms: i64,
+}
+
+impl KeyUse {
+    pub fn key_id(&self) -> &str {
+        &self.key.key.id
+    }
+
+    /// The name of the plan's per-key throttle bucket for this key.
+    pub fn bucket(&self) -> std::borrow::Cow<'_, str> {
+        match self.key.buckets.iter().find(|(p, _)| *p == self.plan.name) {
+            Some((_, b)) => std::borrow::Cow::Borrowed(b),
+            None => {
+                std::borrow::Cow::Owned(format!("{}{}", self.plan.bucket_prefix, self.key.key.id))
+            }
+        }
+    }
 }
 
 pub fn forbidden() -> GatewayError {
@@ -47,9 +63,8 @@ pub async fn identify(
             .parts
             .headers
             .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-        ApiKeySource::Authorizer => auth.and_then(|a| a.usage_identifier_key.clone()),
+            .and_then(|v| v.to_str().ok()),
+        ApiKeySource::Authorizer => auth.and_then(|a| a.usage_identifier_key.as_deref()),
     };
     let Some(value) = value.filter(|v| !v.is_empty() && v.len() <= 1024) else {
         return Err(forbidden().with_detail("API key missing"));
@@ -58,7 +73,7 @@ pub async fn identify(
     let Some(store) = access.store.clone() else {
         return Err(forbidden().with_detail("no state store: API keys cannot be validated"));
     };
-    let Some(known) = lookup(&access.keys, store, &value).await? else {
+    let Some(known) = lookup(&access.keys, store, value).await? else {
         return Err(forbidden().with_detail("unknown API key"));
     };
     let key = &known.key;
@@ -86,10 +101,10 @@ pub async fn identify(
             .map_or(0, |r| r.created_ms),
         None => 0,
     };
-    inv.ctx.api_key = Some(value);
+    inv.ctx.api_key = Some(value.to_string());
     inv.ctx.api_key_id = Some(key.id.clone());
     Ok(Some(KeyUse {
-        key_id: key.id.clone(),
+        key: known.clone(),
         plan,
         plan_created_ms,
     }))
@@ -173,6 +188,8 @@ impl QuotaWriter {
 pub struct KnownKey {
     pub key: turnpike_state::ApiKey,
     pub plans: Vec<turnpike_state::PlanRecord>,
+    /// (plan, name of the key's throttle bucket in that plan), named once per cache fill.
+    pub buckets: Vec<(String, String)>,
 }
 
 const KEY_CACHE_MAX: usize = 10_000;
@@ -188,7 +205,7 @@ pub struct KeyCache {
 }
 
 /// How long a generation read serves other requests.
-const GENERATION_REUSE: std::time::Duration = std::time::Duration::from_millis(1);
+const GENERATION_REUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 fn generation(
     cache: &KeyCache,
@@ -231,7 +248,16 @@ async fn lookup(
         match key {
             Some(key) => {
                 let plans = store.plans()?;
-                Ok(Some(KnownKey { key, plans }))
+                let buckets = key
+                    .plans
+                    .iter()
+                    .map(|p| (p.clone(), format!("plan:{p}:{}", key.id)))
+                    .collect();
+                Ok(Some(KnownKey {
+                    key,
+                    plans,
+                    buckets,
+                }))
             }
             None => Ok(None),
         }
@@ -257,37 +283,34 @@ pub async fn consume_quota(gw: &Gateway, key: &KeyUse) -> Result<(), GatewayErro
     let Some(store) = access.store.clone() else {
         return Ok(());
     };
-    let req = turnpike_state::ConsumeRequest {
-        plan: key.plan.name.clone(),
-        key_id: key.key_id.clone(),
-        quota: key.plan.quota,
-        plan_created_ms: key.plan_created_ms,
-        now_ms: crate::context::now_epoch_ms(),
-    };
-    let decision = match &access.quota_writer {
+    let now_ms = crate::context::now_epoch_ms();
+    let decision = if !store.commit_may_block() {
         // A journal line written to the OS: cheaper inline than any hand-off.
-        _ if !store.commit_may_block() => store
+        store
             .consume(
-                &req.plan,
-                &req.key_id,
-                req.quota.as_ref(),
-                req.plan_created_ms,
-                req.now_ms,
+                &key.plan.name,
+                key.key_id(),
+                key.plan.quota.as_ref(),
+                key.plan_created_ms,
+                now_ms,
             )
-            .map_err(store_error)?,
-        Some(w) => w.consume(req).await.map_err(store_error)?,
-        None => tokio::task::spawn_blocking(move || {
-            store.consume(
-                &req.plan,
-                &req.key_id,
-                req.quota.as_ref(),
-                req.plan_created_ms,
-                req.now_ms,
-            )
-        })
-        .await
-        .map_err(store_error)?
-        .map_err(store_error)?,
+            .map_err(store_error)?
+    } else {
+        let req = turnpike_state::ConsumeRequest {
+            plan: key.plan.name.clone(),
+            key_id: key.key_id().to_string(),
+            quota: key.plan.quota,
+            plan_created_ms: key.plan_created_ms,
+            now_ms,
+        };
+        match &access.quota_writer {
+            Some(w) => w.consume(req).await.map_err(store_error)?,
+            None => tokio::task::spawn_blocking(move || store.consume_batch(&[req]).pop())
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| store_error("no quota decision"))?
+                .map_err(store_error)?,
+        }
     };
     match decision {
         QuotaDecision::Allowed { .. } => Ok(()),

@@ -26,13 +26,16 @@ pub fn check(gw: &Gateway, inv: &Invocation, key: Option<&KeyUse>) -> Result<(),
             .and_then(|m| m.get(&inv.method.setting_key));
         let scoped = match (per_method, k.plan.throttle) {
             (Some(l), _) => Some((
-                format!(
-                    "plan:{}:{}:{}/{}{}",
-                    k.plan.name, k.key_id, inv.api.id, inv.stage.name, inv.method.setting_key
-                ),
+                std::borrow::Cow::Owned(format!(
+                    "{}:{}/{}{}",
+                    k.bucket(),
+                    inv.api.id,
+                    inv.stage.name,
+                    inv.method.setting_key
+                )),
                 *l,
             )),
-            (None, Some(l)) => Some((format!("plan:{}:{}", k.plan.name, k.key_id), l)),
+            (None, Some(l)) => Some((k.bucket(), l)),
             (None, None) => None,
         };
         if let Some((scope, l)) = scoped {

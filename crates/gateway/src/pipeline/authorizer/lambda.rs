@@ -174,6 +174,29 @@ impl LambdaAuthorizer {
 pub struct Grant {
     policy: Policy,
     pub result: Arc<AuthResult>,
+    /// What cache hits hand out: the result with `integrationLatency` 0 and its
+    /// `$context.authorizer` map, built once rather than per request.
+    hit: (Arc<AuthResult>, Arc<Map<String, Value>>),
+}
+
+impl Grant {
+    fn new(policy: Policy, result: AuthResult) -> Self {
+        let hit = with_latency(&result, 0);
+        Grant {
+            policy,
+            result: Arc::new(result),
+            hit,
+        }
+    }
+}
+
+/// The result as one request sees it: `integrationLatency` added to its context.
+fn with_latency(r: &AuthResult, latency_ms: u64) -> (Arc<AuthResult>, Arc<Map<String, Value>>) {
+    let mut r = r.clone();
+    r.context
+        .insert("integrationLatency".into(), Value::from(latency_ms));
+    let map = super::authorizer_map(&r);
+    (Arc::new(r), map)
 }
 
 /// The outcome of a Lambda authorizer for one request.
@@ -181,6 +204,8 @@ pub struct Grant {
 pub struct Outcome {
     pub decision: Decision,
     pub result: Arc<AuthResult>,
+    /// `$context.authorizer`.
+    pub map: Arc<Map<String, Value>>,
 }
 
 /// Runs the authorizer for `inv` (identity checks, cache, invocation, policy).
@@ -207,9 +232,12 @@ pub async fn authorize(
         }
     }
     let key = (!a.ttl.is_zero()).then(|| cache_key(&inv.stage.name, &values));
-    let cached = key.as_ref().and_then(|k| a.cache.get(k));
-    let (grant, latency_ms) = match cached {
-        Some(g) => (g, 0),
+    let cached = key.as_deref().and_then(|k| a.cache.get(k));
+    let (grant, (result, map)) = match cached {
+        Some(g) => {
+            let hit = g.hit.clone();
+            (g, hit)
+        }
         None => {
             let started = Instant::now();
             let grant = Arc::new(invoke(gw, inv, name, a, method_arn, &values).await?);
@@ -217,16 +245,14 @@ pub async fn authorize(
             if let Some(k) = key {
                 a.cache.insert(k, a.ttl, grant.clone());
             }
-            (grant, latency)
+            let fresh = with_latency(&grant.result, latency);
+            (grant, fresh)
         }
     };
-    let mut result = (*grant.result).clone();
-    result
-        .context
-        .insert("integrationLatency".into(), Value::from(latency_ms));
     Ok(Outcome {
         decision: grant.policy.evaluate(method_arn),
-        result: Arc::new(result),
+        result,
+        map,
     })
 }
 
@@ -367,15 +393,15 @@ pub fn parse_result(payload: &[u8]) -> Result<Grant, String> {
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err("usageIdentifierKey must be a string".into()),
     };
-    Ok(Grant {
+    Ok(Grant::new(
         policy,
-        result: Arc::new(AuthResult {
+        AuthResult {
             principal_id,
             context,
             usage_identifier_key,
             ..Default::default()
-        }),
-    })
+        },
+    ))
 }
 
 /// The authorizer's IAM policy, parsed once (results are cached and evaluated per request).
@@ -387,8 +413,9 @@ pub struct Policy {
 #[derive(Debug)]
 struct Statement {
     allow: bool,
-    /// Empty: no `Action` given (matches any action).
-    actions: Vec<String>,
+    /// Whether its `Action` covers `execute-api:Invoke` (no `Action` covers every action),
+    /// worked out once when the result is parsed.
+    invoke: bool,
     resources: Vec<String>,
 }
 
@@ -428,9 +455,13 @@ impl Policy {
                 Some(e) if e.eq_ignore_ascii_case("deny") => false,
                 _ => return Err("a Statement's Effect must be Allow or Deny".into()),
             };
+            let actions = string_list(s.get("Action"), "Action")?;
             statements.push(Statement {
                 allow,
-                actions: string_list(s.get("Action"), "Action")?,
+                invoke: actions.is_empty()
+                    || actions
+                        .iter()
+                        .any(|a| glob(&a.to_ascii_lowercase(), "execute-api:invoke")),
                 resources: string_list(s.get("Resource"), "Resource")?,
             });
         }
@@ -443,13 +474,7 @@ impl Policy {
         Decision::combine(
             self.statements
                 .iter()
-                .filter(|s| {
-                    let action = s.actions.is_empty()
-                        || s.actions
-                            .iter()
-                            .any(|a| glob(&a.to_ascii_lowercase(), "execute-api:invoke"));
-                    action && s.resources.iter().any(|r| glob(r, arn))
-                })
+                .filter(|s| s.invoke && s.resources.iter().any(|r| glob(r, arn)))
                 .map(|s| s.allow),
         )
     }
@@ -484,35 +509,38 @@ fn glob(pattern: &str, s: &str) -> bool {
 }
 
 /// SHA-256 of the stage and the identity values: the cache never holds the tokens themselves.
-fn cache_key(stage: &str, values: &[String]) -> [u8; 32] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(stage.as_bytes());
+/// The cache key: the stage and the identity values, length-prefixed so that no two lists of
+/// values share a key. Kept whole (not hashed) so that lookups compare the values themselves.
+fn cache_key(stage: &str, values: &[String]) -> Box<[u8]> {
+    let len = stage.len() + values.iter().map(|v| v.len() + 9).sum::<usize>();
+    let mut k = Vec::with_capacity(len);
+    k.extend_from_slice(stage.as_bytes());
     for v in values {
-        ctx.update(&[0]);
-        ctx.update(&(v.len() as u64).to_le_bytes());
-        ctx.update(v.as_bytes());
+        k.push(0);
+        k.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        k.extend_from_slice(v.as_bytes());
     }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
+    k.into_boxed_slice()
 }
 
 const SHARDS: usize = 16;
-type Shard = Mutex<HashMap<[u8; 32], (Instant, Arc<Grant>)>>;
+type Shard = Mutex<HashMap<Box<[u8]>, (Instant, Arc<Grant>)>>;
 const SHARD_CAPACITY: usize = 4096;
 
 /// A small sharded TTL map: lookups take one uncontended lock on the hot path.
 #[derive(Debug, Default)]
 struct ResultCache {
     shards: [Shard; SHARDS],
+    hasher: std::hash::RandomState,
 }
 
 impl ResultCache {
-    fn shard(&self, key: &[u8; 32]) -> &Shard {
-        &self.shards[usize::from(key[0]) % SHARDS]
+    fn shard(&self, key: &[u8]) -> &Shard {
+        use std::hash::BuildHasher;
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
-    fn get(&self, key: &[u8; 32]) -> Option<Arc<Grant>> {
+    fn get(&self, key: &[u8]) -> Option<Arc<Grant>> {
         let mut m = self.shard(key).lock().ok()?;
         match m.get(key) {
             Some((expires, g)) if *expires > Instant::now() => Some(g.clone()),
@@ -524,7 +552,7 @@ impl ResultCache {
         }
     }
 
-    fn insert(&self, key: [u8; 32], ttl: Duration, grant: Arc<Grant>) {
+    fn insert(&self, key: Box<[u8]>, ttl: Duration, grant: Arc<Grant>) {
         let Ok(mut m) = self.shard(&key).lock() else {
             return;
         };
@@ -632,8 +660,12 @@ mod tests {
         let c = ResultCache::default();
         let g = Arc::new(parse_result(br#"{"policyDocument":{"Statement":[]}}"#).unwrap());
         let k = cache_key("dev", &["tok".into()]);
-        c.insert(k, Duration::from_millis(30), g);
+        c.insert(k.clone(), Duration::from_millis(30), g);
         assert!(c.get(&k).is_some());
+        assert!(c.get(&cache_key("dev", &["tok2".into()])).is_none());
+        assert!(c
+            .get(&cache_key("dev", &["tok".into(), String::new()]))
+            .is_none());
         assert!(c.get(&cache_key("prod", &["tok".into()])).is_none());
         std::thread::sleep(Duration::from_millis(40));
         assert!(c.get(&k).is_none());

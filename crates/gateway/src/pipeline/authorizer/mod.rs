@@ -159,17 +159,33 @@ pub fn configuration_error(detail: impl Into<String>) -> GatewayError {
 
 /// `arn:aws:execute-api:{region}:{account}:{api}/{stage}/{METHOD}/{path}`.
 pub fn method_arn(gw_region: &str, inv: &Invocation) -> String {
-    let prefix = format!("/{}", inv.stage.name);
-    let path = inv
-        .ctx
-        .path
-        .strip_prefix(&prefix)
-        .unwrap_or(&inv.ctx.path)
+    let full = inv.ctx.path.as_str();
+    let path = full
+        .strip_prefix('/')
+        .and_then(|p| p.strip_prefix(inv.stage.name.as_str()))
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+        .unwrap_or(full)
         .trim_start_matches('/');
-    format!(
-        "arn:aws:execute-api:{gw_region}:{}:{}/{}/{}/{}",
-        inv.ctx.account_id, inv.api.id, inv.stage.name, inv.parts.method, path
-    )
+    let parts: [&str; 10] = [
+        "arn:aws:execute-api:",
+        gw_region,
+        ":",
+        &inv.ctx.account_id,
+        ":",
+        &inv.api.id,
+        "/",
+        &inv.stage.name,
+        "/",
+        inv.parts.method.as_str(),
+    ];
+    let mut arn =
+        String::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + 1 + path.len());
+    for p in parts {
+        arn.push_str(p);
+    }
+    arn.push('/');
+    arn.push_str(path);
+    arn
 }
 
 fn facts<'a>(
@@ -296,7 +312,7 @@ pub async fn authorize(
                 (Decision::Allow, _) | (_, Some(Decision::Allow)) => {}
                 (Decision::Silent, _) => return Err(policy_denied(false)),
             }
-            apply(&mut inv.ctx, &outcome.result);
+            inv.ctx.authorizer = outcome.map;
             return Ok(Some(outcome.result));
         }
     };
@@ -323,6 +339,17 @@ pub async fn authorize(
 
 /// Exposes an authorizer's result as `$context.authorizer.*` / `$context.identity.*`.
 pub fn apply(ctx: &mut crate::context::RequestContext, r: &AuthResult) {
+    ctx.authorizer = authorizer_map(r);
+    if let Some(c) = &r.iam {
+        ctx.identity_user_arn = Some(c.arn.clone());
+        ctx.identity_access_key = Some(c.access_key.clone());
+        ctx.identity_account_id = Some(c.account_id.clone());
+        ctx.identity_user = Some(c.arn.rsplit('/').next().unwrap_or(&c.arn).to_string());
+    }
+}
+
+/// `$context.authorizer`: `principalId`, the authorizer's context and the JWT claims.
+pub fn authorizer_map(r: &AuthResult) -> Arc<Map<String, Value>> {
     let mut m = Map::new();
     if let Some(p) = &r.principal_id {
         m.insert("principalId".into(), Value::String(p.clone()));
@@ -343,13 +370,7 @@ pub fn apply(ctx: &mut crate::context::RequestContext, r: &AuthResult) {
             .collect();
         m.insert("claims".into(), Value::Object(claims));
     }
-    ctx.authorizer = m;
-    if let Some(c) = &r.iam {
-        ctx.identity_user_arn = Some(c.arn.clone());
-        ctx.identity_access_key = Some(c.access_key.clone());
-        ctx.identity_account_id = Some(c.account_id.clone());
-        ctx.identity_user = Some(c.arn.rsplit('/').next().unwrap_or(&c.arn).to_string());
-    }
+    Arc::new(m)
 }
 
 /// The authorizer a `CUSTOM` or `COGNITO_USER_POOLS` method names.

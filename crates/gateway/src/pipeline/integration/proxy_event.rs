@@ -280,7 +280,7 @@ impl Serialize for RequestContextV1<'_> {
                     .collect();
                 m.serialize_entry("authorizer", &claims)?;
             } else {
-                m.serialize_entry("authorizer", &ctx.authorizer)?;
+                m.serialize_entry("authorizer", &*ctx.authorizer)?;
             }
         }
         m.end()
