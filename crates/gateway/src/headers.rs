@@ -14,6 +14,10 @@ pub static X_AMZN_APIGATEWAY_API_ID: HeaderName =
 /// present: a request or response carries a few headers, while these lists are long, and a
 /// lookup by `&str` parses and hashes the name each time.
 pub fn remove_listed(h: &mut HeaderMap, names: &[&str]) {
+    // Usually nothing is listed: find that out without allocating.
+    if !h.keys().any(|k| names.contains(&k.as_str())) {
+        return;
+    }
     let present: Vec<HeaderName> = h
         .keys()
         .filter(|k| names.contains(&k.as_str()))
