@@ -243,7 +243,7 @@ fn read_journal(path: &Path) -> Result<Vec<Record>> {
             Some(r) => out.push(r),
             None => {
                 return Err(StateError::Invalid(format!(
-                    "usage journal {} line {}: not a usage record: {line:?}",
+                    "usage journal {} line {}: not a usage record ({line:?}); the file is damaged: repair the line, or move the file aside to start without the usage it holds",
                     path.display(),
                     i + 1
                 )))

@@ -274,7 +274,7 @@ fn spawn_folder(
                     Ok(()) => failing = false,
                     Err(e) if !failing => {
                         failing = true;
-                        eprintln!("turnpike: folding the usage journal into SQLite failed (retrying every second): {e}");
+                        tracing::warn!(error = %e, "folding the usage journal into SQLite failed; retrying every second (nothing is lost: the journal stays)");
                     }
                     Err(_) => {}
                 }
