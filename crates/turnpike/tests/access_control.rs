@@ -243,6 +243,26 @@ async fn quota_exact_under_concurrency_and_survives_kill() {
         err.contains("belong to another running `turnpike serve`"),
         "{err}"
     );
+
+    // A damaged journal (a line that is not a record, before its last line) stops the start
+    // with the file and line, rather than losing or guessing counts.
+    drop(t);
+    let journal = dir.path().join("state/turnpike.db.usage-journal.999");
+    std::fs::write(&journal, "999999 2026-12-02 1 somekey tin\nnot a record\n").expect("write");
+    let (st, _, err) = run_cli(&[
+        "serve",
+        &file.display().to_string(),
+        "--no-watch",
+        "--data-dir",
+        &data_s,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!st.success());
+    assert!(
+        err.contains("turnpike.db.usage-journal.999 line 2: not a usage record"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
