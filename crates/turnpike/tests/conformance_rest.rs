@@ -18,7 +18,7 @@ const CORPUS: &str = concat!(
 );
 
 /// The number of cases the predicate selects today; the filter must never drop below it.
-const MIN_SELECTED: usize = 78;
+const MIN_SELECTED: usize = 79;
 
 const IN_SCOPE_TYPES: [&str; 5] = ["MOCK", "HTTP", "HTTP_PROXY", "AWS", "AWS_PROXY"];
 
@@ -107,8 +107,8 @@ fn out_of_scope(corpus: &Value, case: &Value) -> Option<String> {
     if api["stage"].get("canarySettings").is_some() {
         return Some("canary".into());
     }
-    if api.get("requestValidators").is_some() || api.get("usagePlans").is_some() {
-        return Some("validators/usage plans".into());
+    if api.get("requestValidators").is_some() {
+        return Some("request validators".into());
     }
     let request_path = case["request"]["path"].as_str().unwrap_or("/");
     let request_method = case["request"]["method"].as_str().unwrap_or("GET");
@@ -132,8 +132,8 @@ fn out_of_scope(corpus: &Value, case: &Value) -> Option<String> {
         {
             return Some("authorizer".into());
         }
-        if def["apiKeyRequired"] == true {
-            return Some("API key".into());
+        if def["apiKeyRequired"] == true && api.get("usagePlans").is_none() {
+            return Some("API key without a usage plan".into());
         }
         if def.get("requestValidator").is_some() {
             return Some("request validator".into());
@@ -332,11 +332,14 @@ fn to_openapi(title: &str, api: &Value, w: &Wiring) -> Value {
             if !ir.is_empty() {
                 x.insert("responses".into(), Value::Object(ir));
             }
-            let op = json!({
+            let mut op = json!({
                 "parameters": params,
                 "responses": responses,
                 "x-amazon-apigateway-integration": x,
             });
+            if def["apiKeyRequired"] == true {
+                op["security"] = json!([{"api_key": []}]);
+            }
             let key = if method == "ANY" {
                 "x-amazon-apigateway-any-method".to_string()
             } else {
@@ -357,7 +360,50 @@ fn to_openapi(title: &str, api: &Value, w: &Wiring) -> Value {
     if let Some(b) = api.get("binaryMediaTypes") {
         doc["x-amazon-apigateway-binary-media-types"] = b.clone();
     }
+    if let Some(s) = api.get("apiKeySource") {
+        doc["x-amazon-apigateway-api-key-source"] = s.clone();
+    }
+    doc["components"] = json!({"securitySchemes": {"api_key":
+        {"type": "apiKey", "name": "x-api-key", "in": "header"}}});
     doc
+}
+
+/// The value every recorded API key gets here (`{{api_key_value}}` in requests).
+const API_KEY_VALUE: &str = "conformance-key-0123456789abcdef";
+
+/// The API's usage plans and their keys as the project file's `apiKeys` and `usagePlans`.
+fn usage_plans_yaml(api: &Value, api_id: &str) -> String {
+    let Some(plans) = api["usagePlans"].as_array() else {
+        return String::new();
+    };
+    let mut keys = String::new();
+    let mut out = String::from("usagePlans:\n");
+    for (i, p) in plans.iter().enumerate() {
+        out.push_str(&format!("  - name: plan{i}\n    apiStages:\n"));
+        for st in p["apiStages"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "      - {{api: {api_id}, stage: {}}}\n",
+                st.as_str().unwrap_or("dev")
+            ));
+        }
+        if let Some(q) = p.get("quota") {
+            out.push_str(&format!("    quota: {q}\n"));
+        }
+        if let Some(t) = p.get("throttle") {
+            out.push_str(&format!("    throttle: {t}\n"));
+        }
+        out.push_str("    keys: [");
+        for (j, k) in p["keys"].as_array().into_iter().flatten().enumerate() {
+            let name = k["name"].as_str().unwrap_or("key");
+            out.push_str(&format!("{}{name}", if j > 0 { ", " } else { "" }));
+            keys.push_str(&format!(
+                "  - {{name: {name}, value: {API_KEY_VALUE}, enabled: {}}}\n",
+                k["enabled"] != false
+            ));
+        }
+        out.push_str("]\n");
+    }
+    format!("apiKeys:\n{keys}{out}")
 }
 
 /// Headers python-requests (the recording client) adds unless the test set them.
@@ -387,7 +433,10 @@ fn request_bytes(case: &Value, host: &str, stage: &str) -> Vec<u8> {
         .as_object()
         .into_iter()
         .flatten()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .map(|(k, v)| {
+            let v = v.as_str().unwrap_or_default();
+            (k.clone(), v.replace("{{api_key_value}}", API_KEY_VALUE))
+        })
         .collect();
     for (k, v) in CLIENT_DEFAULTS {
         if !given.iter().any(|(g, _)| g.eq_ignore_ascii_case(k)) {
@@ -834,7 +883,8 @@ async fn run_case(index: usize, corpus: &Value, case: &Value, moto: &Moto) -> Re
     }
     let api_id = format!("conf{index:06}");
     let mut text = format!(
-        "apis:\n  - definition: api.json\n    id: {api_id}\n    stages:\n      - name: {stage}\n{vars}"
+        "apis:\n  - definition: api.json\n    id: {api_id}\n    stages:\n      - name: {stage}\n{vars}{}",
+        usage_plans_yaml(&api, &api_id)
     );
     let mut functions = lambda_names(&api);
     if case["backend"]["kind"] == "lambda" {
