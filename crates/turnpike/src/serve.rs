@@ -50,6 +50,11 @@ pub struct ServeArgs {
     /// (survives power loss; concurrent requests share one fsync, but the disk bounds the rate).
     #[arg(long, default_value = "process", value_parser = ["full", "process"])]
     state_sync: String,
+    /// Worker threads serving requests (default: `TOKIO_WORKER_THREADS`, else one per CPU).
+    /// With 1, the runtime is tokio's single-threaded scheduler: one event loop, like one nginx
+    /// worker, without the cost of work stealing.
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 fn print_diagnostics(diags: &[Diagnostic]) {
@@ -118,10 +123,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr: SocketAddr = listen
         .parse()
         .with_context(|| format!("invalid listen address {listen:?}"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let workers = args
+        .workers
+        .or_else(|| {
+            std::env::var("TOKIO_WORKER_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let rt = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
+    .context("starting the runtime")?;
     rt.block_on(async move {
         let listener = server::bind(addr)
             .await

@@ -68,7 +68,8 @@ fn serve_proxy(up: &Upstream, timeout_ms: u64) -> (tempfile::TempDir, Turnpike) 
         up.addr
     );
     let file = project(dir.path(), "api.json", API_ID, "dev", &vars);
-    let tp = Turnpike::serve(&file);
+    // The single-threaded runtime (`--workers 1`), as benchmarked against one nginx worker.
+    let tp = Turnpike::serve_with(&file, &["--workers", "1"]);
     (dir, tp)
 }
 

@@ -79,7 +79,8 @@ async fn python_proxy_event_v1_cold_warm_and_shutdown() {
         &py_fn("py", "    timeout: 10\n"),
         "        variables: {fn: py}\n",
     );
-    let mut tp = Turnpike::serve(&file);
+    // The function pool and the Runtime API on the single-threaded runtime.
+    let mut tp = Turnpike::serve_with(&file, &["--workers", "1"]);
     let r = send(
         client()
             .get(tp.url("/dev/items/42?a=1&a=2&b=x%20y"))

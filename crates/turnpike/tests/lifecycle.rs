@@ -53,7 +53,8 @@ async fn hot_reload_under_load_never_fails_a_request() {
     let def = dir.path().join("api.json");
     std::fs::write(&def, serde_json::to_string(&versioned(1)).unwrap()).unwrap();
     let file = project(dir.path(), "api.json", "reloadapi1", "dev", "");
-    let tp = Arc::new(Turnpike::serve_with(&file, &[]));
+    // One worker thread: reloads and requests share the single-threaded runtime.
+    let tp = Arc::new(Turnpike::serve_with(&file, &["--workers", "1"]));
     wait_for_version(&tp, 1).await;
 
     let stop = Arc::new(AtomicBool::new(false));
