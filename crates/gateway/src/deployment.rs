@@ -175,6 +175,11 @@ pub struct MethodThrottle {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UriTemplate {
     pub parts: Vec<UriPart>,
+    /// Whether the scheme and authority are literal text with a valid http(s) host, checked
+    /// once here instead of on every rendered URI.
+    pub static_origin: bool,
+    /// Bytes of literal text: the starting capacity of a rendered URI.
+    literal_len: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,7 +226,29 @@ impl UriTemplate {
         if !lit.is_empty() {
             parts.push(UriPart::Literal(lit));
         }
-        UriTemplate { parts }
+        let static_origin = match parts.first() {
+            Some(UriPart::Literal(s)) => s
+                .find("://")
+                .and_then(|i| s[i + 3..].find('/').map(|j| &s[..i + 3 + j]))
+                .and_then(|origin| origin.parse::<http::Uri>().ok())
+                .is_some_and(|u| {
+                    u.host().is_some_and(|h| !h.is_empty())
+                        && matches!(u.scheme_str(), Some("http" | "https"))
+                }),
+            _ => false,
+        };
+        let literal_len = parts
+            .iter()
+            .map(|p| match p {
+                UriPart::Literal(s) => s.len(),
+                _ => 0,
+            })
+            .sum();
+        UriTemplate {
+            parts,
+            static_origin,
+            literal_len,
+        }
     }
 
     /// Fills the template. Path variables come only from `integration.request.path.*` mappings
@@ -239,7 +266,7 @@ impl UriTemplate {
         path_vars: &[(String, String)],
         stage_vars: &serde_json::Map<String, serde_json::Value>,
     ) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.literal_len + 64);
         for p in &self.parts {
             match p {
                 UriPart::Literal(s) => out.push_str(s),
@@ -630,5 +657,13 @@ mod tests {
             "http://h/a/b"
         );
         assert_eq!(t.render(&[], &serde_json::Map::new()), "http://h/");
+        // The origin is checked once when it is literal; otherwise per rendered URI.
+        assert!(t.static_origin);
+        assert!(UriTemplate::parse("https://h:8443/x").static_origin);
+        assert!(!UriTemplate::parse("http://${stageVariables.host}/pets").static_origin);
+        assert!(!UriTemplate::parse("http://h{x}/pets").static_origin);
+        assert!(!UriTemplate::parse("http://h").static_origin);
+        assert!(!UriTemplate::parse("http://:80/x").static_origin);
+        assert!(!UriTemplate::parse("ftp://h/x").static_origin);
     }
 }

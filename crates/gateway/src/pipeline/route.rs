@@ -18,20 +18,23 @@ use crate::pipeline::Invocation;
 use crate::Limits;
 
 /// Client headers API Gateway strips from the method request (§3.5).
-const HIDDEN_REQUEST_HEADERS: [&str; 12] = [
-    "connection",
-    "content-length",
-    "content-md5",
-    "expect",
-    "max-forwards",
-    "proxy-authenticate",
-    "server",
-    "te",
-    "transfer-encoding",
-    "trailer",
-    "upgrade",
-    "www-authenticate",
-];
+fn hidden_request_header(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "content-length"
+            | "content-md5"
+            | "expect"
+            | "max-forwards"
+            | "proxy-authenticate"
+            | "server"
+            | "te"
+            | "transfer-encoding"
+            | "trailer"
+            | "upgrade"
+            | "www-authenticate"
+    )
+}
 
 /// A response decided before the request reached an integration.
 pub struct Early {
@@ -269,7 +272,7 @@ pub fn route(
     // Hop-by-hop and framing headers never reach the integration: they are invisible to
     // mappings and templates too (`$input.params('Connection')` is empty, recorded on AWS).
     let mut parts = parts;
-    crate::headers::remove_listed(&mut parts.headers, &HIDDEN_REQUEST_HEADERS);
+    crate::headers::remove_listed(&mut parts.headers, hidden_request_header);
     let inv = Invocation {
         api,
         stage,

@@ -24,23 +24,26 @@ use crate::Gateway;
 
 /// Client headers that never reach an HTTP_PROXY integration (recorded against AWS), plus
 /// `Host` and `Content-Encoding` which AWS does not pass by default.
-const DROPPED_REQUEST_HEADERS: [&str; 15] = [
-    "connection",
-    "content-md5",
-    "expect",
-    "max-forwards",
-    "proxy-authenticate",
-    "server",
-    "te",
-    "transfer-encoding",
-    "trailer",
-    "upgrade",
-    "www-authenticate",
-    "via",
-    "host",
-    "content-encoding",
-    "keep-alive",
-];
+fn dropped_request_header(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "content-md5"
+            | "expect"
+            | "max-forwards"
+            | "proxy-authenticate"
+            | "server"
+            | "te"
+            | "transfer-encoding"
+            | "trailer"
+            | "upgrade"
+            | "www-authenticate"
+            | "via"
+            | "host"
+            | "content-encoding"
+            | "keep-alive"
+    )
+}
 
 /// Integration response headers AWS renames to `x-amzn-Remapped-{name}` (HTTP header names are
 /// case-insensitive; hyper writes them in lower case).
@@ -100,17 +103,15 @@ fn remap_response_headers(h: &mut HeaderMap) {
 
 /// Hop-by-hop headers that never reach an HTTP or HTTP_PROXY backend, even when mapped
 /// (AWS drops `Expect`, `Proxy-Authenticate`, `TE` after mapping and `Via` for HTTP types).
-const DROPPED_AFTER_MAPPING: [&str; 6] = [
-    "connection",
-    "expect",
-    "proxy-authenticate",
-    "te",
-    "via",
-    "keep-alive",
-];
+fn dropped_after_mapping(name: &str) -> bool {
+    matches!(
+        name,
+        "connection" | "expect" | "proxy-authenticate" | "te" | "via" | "keep-alive"
+    )
+}
 
 fn drop_hop_by_hop(h: &mut HeaderMap) {
-    crate::headers::remove_listed(h, &DROPPED_AFTER_MAPPING);
+    crate::headers::remove_listed(h, dropped_after_mapping);
 }
 
 /// A client body up to this size is read before the backend is called, so that a small chunked
@@ -231,7 +232,11 @@ fn backend_uri(
             "Execution failed due to configuration error: Invalid endpoint address {url:?}"
         ))
     })?;
-    if uri.host().is_none_or(str::is_empty) || !matches!(uri.scheme_str(), Some("http" | "https")) {
+    let checked = template.static_origin;
+    if !checked
+        && (uri.host().is_none_or(str::is_empty)
+            || !matches!(uri.scheme_str(), Some("http" | "https")))
+    {
         return Err(GatewayError::internal(format!(
             "Execution failed due to configuration error: Invalid endpoint address {url:?}"
         )));
@@ -343,7 +348,7 @@ fn proxy_headers(inv: &Invocation, mapped: &IntegrationRequest) -> Result<Header
     // The client's headers stay with the invocation (gateway responses may map them), so the
     // backend gets a copy: one clone of the map, then one pass removing what AWS drops.
     let mut headers = inv.parts.headers.clone();
-    crate::headers::remove_listed(&mut headers, &DROPPED_REQUEST_HEADERS);
+    crate::headers::remove_listed(&mut headers, dropped_request_header);
     if !mapped.headers.is_empty() {
         for (k, v) in &mapped.headers {
             headers.insert(header_name(k)?, header_value(v)?);
