@@ -52,7 +52,7 @@ fn store_error(e: impl std::fmt::Display) -> GatewayError {
 /// Validates the API key of a method with `apiKeyRequired`.
 pub async fn identify(
     gw: &Gateway,
-    inv: &mut Invocation,
+    inv: &mut Invocation<'_>,
     auth: Option<&AuthResult>,
 ) -> Result<Option<KeyUse>, GatewayError> {
     if !inv.method.model.api_key_required {

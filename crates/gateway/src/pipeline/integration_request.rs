@@ -49,7 +49,7 @@ pub fn media_type(v: &str) -> String {
 
 /// `$input.params()` for templates. Header names are given as the client sent them where
 /// known; hyper normalises them to lower case, so lookups in the engine are case-insensitive.
-pub fn template_params(inv: &Invocation) -> Params {
+pub fn template_params(inv: &Invocation<'_>) -> Params {
     Params {
         path: inv.path_params.clone(),
         querystring: inv.query.clone(),
@@ -83,7 +83,10 @@ pub fn title_case(name: &str) -> String {
 }
 
 /// Applies `requestParameters`; a source that is absent produces no parameter (AWS).
-pub fn map_parameters(inv: &Invocation, body: &[u8]) -> Result<IntegrationRequest, GatewayError> {
+pub fn map_parameters(
+    inv: &Invocation<'_>,
+    body: &[u8],
+) -> Result<IntegrationRequest, GatewayError> {
     let mut out = IntegrationRequest::default();
     let input = MappingInput {
         path_params: &inv.path_params,
@@ -133,7 +136,7 @@ pub fn map_parameters(inv: &Invocation, body: &[u8]) -> Result<IntegrationReques
 
 /// Selects and renders the request template, or passes the body through, per
 /// `passthroughBehavior`.
-pub fn prepare(inv: &Invocation, body: Bytes) -> Result<IntegrationRequest, GatewayError> {
+pub fn prepare(inv: &Invocation<'_>, body: Bytes) -> Result<IntegrationRequest, GatewayError> {
     let mut req = map_parameters(inv, &body)?;
     let integration = &inv.method.integration;
     let content_type = inv

@@ -55,7 +55,7 @@ pub fn select<'a>(
 }
 
 pub fn respond(
-    inv: &mut Invocation,
+    inv: &mut Invocation<'_>,
     out: IntegrationOutput,
 ) -> Result<Response<Body>, GatewayError> {
     let method = inv.method.clone();

@@ -149,12 +149,12 @@ fn decode_component(s: &str) -> String {
         .into_owned()
 }
 
-pub fn route(
+pub fn route<'c>(
     runtime: &Runtime,
     req: Request<Incoming>,
-    ctx: &mut RequestContext,
+    ctx: &'c mut RequestContext,
     limits: &Limits,
-) -> Result<(Invocation, Incoming), Box<Early>> {
+) -> Result<(Invocation<'c>, Incoming), Box<Early>> {
     let early = |response| {
         Box::new(Early {
             response,
@@ -280,7 +280,7 @@ pub fn route(
         parts,
         path_params: m.params,
         query,
-        ctx: std::mem::take(ctx),
+        ctx,
     };
     Ok((inv, body))
 }

@@ -15,7 +15,7 @@ pub fn throttled() -> GatewayError {
     GatewayError::new(GatewayResponseType::Throttled, "Too Many Requests")
 }
 
-pub fn check(gw: &Gateway, inv: &Invocation, key: Option<&KeyUse>) -> Result<(), GatewayError> {
+pub fn check(gw: &Gateway, inv: &Invocation<'_>, key: Option<&KeyUse>) -> Result<(), GatewayError> {
     let runtime = gw.runtime();
     let access = gw.access();
     let limiter = &access.limiter;

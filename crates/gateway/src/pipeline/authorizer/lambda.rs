@@ -64,7 +64,7 @@ impl IdentitySource {
         ))
     }
 
-    fn value(&self, inv: &Invocation) -> Option<String> {
+    fn value(&self, inv: &Invocation<'_>) -> Option<String> {
         match self {
             Self::Header(h) => {
                 // Repeated headers: AWS joins them with a comma.
@@ -211,7 +211,7 @@ pub struct Outcome {
 /// Runs the authorizer for `inv` (identity checks, cache, invocation, policy).
 pub async fn authorize(
     gw: &Gateway,
-    inv: &Invocation,
+    inv: &Invocation<'_>,
     name: &str,
     a: &LambdaAuthorizer,
     method_arn: &str,
@@ -258,7 +258,7 @@ pub async fn authorize(
 
 /// The function named by `authorizerUri` (a Lambda invocation URI, a function ARN or a name),
 /// with stage variables substituted.
-fn function_name(gw: &Gateway, inv: &Invocation, uri: &str) -> Result<String, GatewayError> {
+fn function_name(gw: &Gateway, inv: &Invocation<'_>, uri: &str) -> Result<String, GatewayError> {
     let mut uri = uri.to_string();
     while let Some(start) = uri.find("${stageVariables.") {
         let Some(len) = uri[start..].find('}') else {
@@ -286,7 +286,7 @@ fn function_name(gw: &Gateway, inv: &Invocation, uri: &str) -> Result<String, Ga
 
 async fn invoke(
     gw: &Gateway,
-    inv: &Invocation,
+    inv: &Invocation<'_>,
     name: &str,
     a: &LambdaAuthorizer,
     method_arn: &str,
@@ -334,7 +334,7 @@ async fn invoke(
 }
 
 /// The REQUEST event: the Lambda proxy event's request fields plus `type` and `methodArn`.
-fn request_event(inv: &Invocation, method_arn: &str) -> Value {
+fn request_event(inv: &Invocation<'_>, method_arn: &str) -> Value {
     let mut event = crate::pipeline::integration::lambda::event_v1(inv, &[], false);
     if let Value::Object(m) = &mut event {
         m.remove("body");

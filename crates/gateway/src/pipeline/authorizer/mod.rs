@@ -158,7 +158,7 @@ pub fn configuration_error(detail: impl Into<String>) -> GatewayError {
 }
 
 /// `arn:aws:execute-api:{region}:{account}:{api}/{stage}/{METHOD}/{path}`.
-pub fn method_arn(gw_region: &str, inv: &Invocation) -> String {
+pub fn method_arn(gw_region: &str, inv: &Invocation<'_>) -> String {
     let full = inv.ctx.path.as_str();
     let path = full
         .strip_prefix('/')
@@ -189,7 +189,7 @@ pub fn method_arn(gw_region: &str, inv: &Invocation) -> String {
 }
 
 fn facts<'a>(
-    inv: &'a Invocation,
+    inv: &'a Invocation<'_>,
     arn: &'a str,
     principal: Option<(&'a str, &'a str)>,
 ) -> RequestFacts<'a> {
@@ -208,7 +208,7 @@ fn facts<'a>(
     }
 }
 
-fn header_value<'a>(inv: &'a Invocation, name: &str) -> Option<&'a str> {
+fn header_value<'a>(inv: &'a Invocation<'_>, name: &str) -> Option<&'a str> {
     inv.parts
         .headers
         .get(name)
@@ -219,7 +219,7 @@ fn header_value<'a>(inv: &'a Invocation, name: &str) -> Option<&'a str> {
 /// Runs the method's authorization. `body`: the buffered request body (needed by `AWS_IAM`).
 pub async fn authorize(
     gw: &Gateway,
-    inv: &mut Invocation,
+    inv: &mut Invocation<'_>,
     region: &str,
     body: Option<&Bytes>,
 ) -> Result<Option<Arc<AuthResult>>, GatewayError> {
@@ -374,7 +374,7 @@ pub fn authorizer_map(r: &AuthResult) -> Arc<Map<String, Value>> {
 }
 
 /// The authorizer a `CUSTOM` or `COGNITO_USER_POOLS` method names.
-fn method_authorizer(inv: &Invocation) -> Result<Arc<AuthorizerRuntime>, GatewayError> {
+fn method_authorizer(inv: &Invocation<'_>) -> Result<Arc<AuthorizerRuntime>, GatewayError> {
     inv.method
         .model
         .authorizer_id

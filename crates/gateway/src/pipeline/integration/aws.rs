@@ -20,7 +20,7 @@ use crate::pipeline::{content_handling, Invocation};
 use crate::Gateway;
 
 /// Whether the integration's URI invokes a Lambda function (`…:lambda:path/…`).
-pub fn is_lambda(inv: &Invocation) -> bool {
+pub fn is_lambda(inv: &Invocation<'_>) -> bool {
     inv.method
         .integration
         .uri
@@ -104,7 +104,7 @@ fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, QUERY_ENCODE).to_string()
 }
 
-fn credentials_for(gw: &Gateway, inv: &Invocation) -> Option<AwsCredentials> {
+fn credentials_for(gw: &Gateway, inv: &Invocation<'_>) -> Option<AwsCredentials> {
     let role = inv
         .method
         .model
@@ -119,7 +119,7 @@ fn credentials_for(gw: &Gateway, inv: &Invocation) -> Option<AwsCredentials> {
 
 pub async fn invoke(
     gw: &Gateway,
-    inv: &mut Invocation,
+    inv: &mut Invocation<'_>,
     body: Bytes,
 ) -> Result<http::Response<Body>, GatewayError> {
     inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));

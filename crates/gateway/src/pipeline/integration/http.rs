@@ -206,7 +206,7 @@ fn encode(s: &str) -> percent_encoding::PercentEncode<'_> {
 /// Builds the backend URL: URI template + path mappings, then `raw_query` (proxy only) and
 /// the mapped query parameters.
 fn backend_uri(
-    inv: &Invocation,
+    inv: &Invocation<'_>,
     mapped: &IntegrationRequest,
     raw_query: Option<&str>,
 ) -> Result<Uri, GatewayError> {
@@ -244,7 +244,7 @@ fn backend_uri(
     Ok(uri)
 }
 
-fn outgoing_method(inv: &Invocation) -> http::Method {
+fn outgoing_method(inv: &Invocation<'_>) -> http::Method {
     inv.method
         .integration
         .http_method
@@ -255,7 +255,7 @@ fn outgoing_method(inv: &Invocation) -> http::Method {
 /// Sends the request with the integration's timeout and classifies failures as AWS does.
 async fn send(
     gw: &Gateway,
-    inv: &mut Invocation,
+    inv: &mut Invocation<'_>,
     req: Request<Body>,
 ) -> Result<Response<UpstreamBody>, GatewayError> {
     let started = Instant::now();
@@ -267,7 +267,7 @@ async fn send(
 /// Records how a backend call went in `$context.integration*` and turns failures into AWS's
 /// gateway responses (timeout 504, unreachable 500, network error 502).
 fn outcome(
-    inv: &mut Invocation,
+    inv: &mut Invocation<'_>,
     result: Result<Result<Response<UpstreamBody>, UpstreamError>, tokio::time::error::Elapsed>,
     started: Instant,
 ) -> Result<Response<UpstreamBody>, GatewayError> {
@@ -315,7 +315,7 @@ fn exceeded_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-fn add_gateway_headers(h: &mut HeaderMap, inv: &Invocation) {
+fn add_gateway_headers(h: &mut HeaderMap, inv: &Invocation<'_>) {
     if let Some(v) = inv
         .ctx
         .trace_id
@@ -330,7 +330,7 @@ fn add_gateway_headers(h: &mut HeaderMap, inv: &Invocation) {
     );
 }
 
-fn default_user_agent(inv: &Invocation) -> HeaderValue {
+fn default_user_agent(inv: &Invocation<'_>) -> HeaderValue {
     inv.api.headers.user_agent.clone()
 }
 
@@ -344,7 +344,10 @@ fn is_idempotent(m: &http::Method) -> bool {
 
 /// The headers an HTTP_PROXY backend receives: the client's, less what AWS drops, with the
 /// mapped ones on top and AWS's own added.
-fn proxy_headers(inv: &Invocation, mapped: &IntegrationRequest) -> Result<HeaderMap, GatewayError> {
+fn proxy_headers(
+    inv: &Invocation<'_>,
+    mapped: &IntegrationRequest,
+) -> Result<HeaderMap, GatewayError> {
     // The client's headers stay with the invocation (gateway responses may map them), so the
     // backend gets a copy: one clone of the map, then one pass removing what AWS drops.
     let mut headers = inv.parts.headers.clone();
@@ -366,7 +369,7 @@ fn proxy_headers(inv: &Invocation, mapped: &IntegrationRequest) -> Result<Header
 /// HTTP_PROXY: stream the request to the backend and its response back.
 pub async fn proxy(
     gw: &Gateway,
-    inv: &mut Invocation,
+    inv: &mut Invocation<'_>,
     body: crate::pipeline::RequestBody,
 ) -> Result<Response<Body>, GatewayError> {
     inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
@@ -397,7 +400,7 @@ pub async fn proxy(
     let started = Instant::now();
     let timeout = inv.method.integration.timeout;
     let result = {
-        let inv: &Invocation = inv;
+        let inv: &Invocation<'_> = inv;
         let replay = || {
             let b = replay_body.clone()?;
             let mut headers = proxy_headers(inv, &mapped).ok()?;
@@ -423,7 +426,7 @@ pub async fn proxy(
 /// HTTP (non-proxy): mapped request, buffered backend response, integration responses.
 pub async fn invoke(
     gw: &Gateway,
-    inv: &mut Invocation,
+    inv: &mut Invocation<'_>,
     body: Bytes,
 ) -> Result<Response<Body>, GatewayError> {
     inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));

@@ -77,7 +77,7 @@ pub fn invoke_error(e: InvokeError) -> GatewayError {
 
 /// The function of a Lambda integration: resolved at deploy time, or with stage variables
 /// filled in.
-fn target_function(gw: &Gateway, inv: &Invocation) -> Result<String, GatewayError> {
+fn target_function(gw: &Gateway, inv: &Invocation<'_>) -> Result<String, GatewayError> {
     let integration = &inv.method.integration;
     let f = match (&integration.lambda_function, &integration.uri) {
         (Some(f), _) => f.clone(),
@@ -101,7 +101,7 @@ fn target_function(gw: &Gateway, inv: &Invocation) -> Result<String, GatewayErro
 
 async fn call(
     gw: &Gateway,
-    inv: &mut Invocation,
+    inv: &mut Invocation<'_>,
     function: &str,
     payload: Bytes,
 ) -> Result<InvokeOutput, GatewayError> {
@@ -137,7 +137,7 @@ fn first_accept(headers: &HeaderMap) -> Option<String> {
 /// `AWS_PROXY`: the 1.0 event in, the proxy response out.
 pub async fn proxy(
     gw: &Gateway,
-    inv: &mut Invocation,
+    inv: &mut Invocation<'_>,
     body: Bytes,
 ) -> Result<Response<Body>, GatewayError> {
     inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
@@ -188,7 +188,7 @@ pub async fn proxy(
 /// error document) goes through the integration responses, selected on `errorMessage`.
 pub async fn invoke(
     gw: &Gateway,
-    inv: &mut Invocation,
+    inv: &mut Invocation<'_>,
     body: Bytes,
 ) -> Result<Response<Body>, GatewayError> {
     inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
@@ -234,7 +234,7 @@ pub async fn invoke(
 }
 
 /// The REST API `AWS_PROXY` event (payload format 1.0), as a JSON value.
-pub fn event_v1(inv: &Invocation, body: &[u8], binary: bool) -> Value {
+pub fn event_v1(inv: &Invocation<'_>, body: &[u8], binary: bool) -> Value {
     proxy_event::EventV1::new(inv, body, binary).to_value()
 }
 

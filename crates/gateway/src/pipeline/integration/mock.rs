@@ -32,7 +32,7 @@ pub fn status_code(body: &str) -> Option<u16> {
     digits.parse().ok()
 }
 
-pub fn invoke(inv: &mut Invocation, body: Bytes) -> Result<Response<Body>, GatewayError> {
+pub fn invoke(inv: &mut Invocation<'_>, body: Bytes) -> Result<Response<Body>, GatewayError> {
     let req = integration_request::prepare(inv, body)?;
     let text = String::from_utf8_lossy(&req.body);
     let status = match status_code(&text) {

@@ -26,7 +26,7 @@ const SCAN_LIMIT: usize = 16;
 /// The 1.0 event of one invocation. Header names are title-cased: hyper lower-cases them, so
 /// the client's own spelling is approximated.
 pub struct EventV1<'a> {
-    inv: &'a Invocation,
+    inv: &'a Invocation<'a>,
     /// Event header names (title case) with their values, in first-seen order.
     headers: Vec<(Cow<'a, str>, Vec<Cow<'a, str>>)>,
     /// Query parameters grouped by name, in first-seen order.
@@ -37,7 +37,7 @@ pub struct EventV1<'a> {
 }
 
 impl<'a> EventV1<'a> {
-    pub fn new(inv: &'a Invocation, body: &'a [u8], binary: bool) -> Self {
+    pub fn new(inv: &'a Invocation<'a>, body: &'a [u8], binary: bool) -> Self {
         let ctx = &inv.ctx;
         let mut headers: Vec<(Cow<'a, str>, Vec<Cow<'a, str>>)> = Vec::new();
         let mut xff: Option<String> = None;
