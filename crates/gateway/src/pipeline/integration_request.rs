@@ -94,7 +94,7 @@ pub fn map_parameters(
         headers: &inv.parts.headers,
         body,
         stage_variables: &inv.stage.variables,
-        context: &inv.ctx,
+        context: inv.ctx,
         integration_headers: None,
         integration_body: &[],
     };

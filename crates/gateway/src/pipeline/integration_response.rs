@@ -73,7 +73,7 @@ pub fn respond(
             headers: &inv.parts.headers,
             body: &[],
             stage_variables: &inv.stage.variables,
-            context: &inv.ctx,
+            context: inv.ctx,
             integration_headers: Some(&out.headers),
             integration_body: &out.body,
         };

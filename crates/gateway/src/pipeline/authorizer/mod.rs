@@ -332,7 +332,7 @@ pub async fn authorize(
         }
     }
     if let Some(r) = &result {
-        apply(&mut inv.ctx, r);
+        apply(inv.ctx, r);
     }
     Ok(result)
 }

@@ -227,7 +227,7 @@ impl Serialize for EventV1<'_> {
         m.serialize_entry(
             "requestContext",
             &RequestContextV1 {
-                ctx: &inv.ctx,
+                ctx: inv.ctx,
                 method: inv.parts.method.as_str(),
                 authorization: inv.method.model.authorization_type,
             },
