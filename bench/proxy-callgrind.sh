@@ -5,6 +5,8 @@
 #   bench/proxy-callgrind.sh [BIN...]     # default: the release build in $CARGO_TARGET_DIR
 #   REQUESTS=3000 CONNS=8 bench/proxy-callgrind.sh old-turnpike new-turnpike
 #   NGINX=1 bench/proxy-callgrind.sh      # adds nginx as a reverse proxy (1 process) for scale
+#   AUTH=1 bench/proxy-callgrind.sh       # auth-bench.py's access-control project instead:
+#                                         # API key + usage plan + cached Lambda authorizer
 #
 # For each binary: starts the bench upstream (nginx `return 200`), runs `turnpike serve` of the
 # same generated HTTP_PROXY project as proxy-bench.py under callgrind with one worker thread,
@@ -55,15 +57,35 @@ apis:
       - name: bench
 EOF
 
+PROJECT="$RUN/turnpike.yaml"
+HEADERS='{}'
+if [ "${AUTH:-0}" = 1 ]; then
+  # The project auth-bench.py measures (its `turnpike-auth` target), pointed at this upstream.
+  PROJECT=$(python3 - "$RUN" "$UP_PORT" <<'EOF'
+import importlib.util, os, sys
+spec = importlib.util.spec_from_file_location("auth_bench", os.path.join("bench", "auth-bench.py"))
+ab = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ab)
+ab.UP_PORT = int(sys.argv[2])
+print(ab.project(sys.argv[1], "turnpike-auth"))
+EOF
+)
+  HEADERS=$(python3 -c 'import importlib.util, json, os
+spec = importlib.util.spec_from_file_location("auth_bench", os.path.join("bench", "auth-bench.py"))
+ab = importlib.util.module_from_spec(spec); spec.loader.exec_module(ab)
+print(json.dumps({"Authorization": ab.TOKEN, "x-api-key": ab.KEY}))')
+fi
+
 # N keep-alive requests over C connections, one thread per connection; prints 2xx count.
 cat > "$RUN/load.py" <<'EOF'
-import http.client, sys, threading
+import http.client, json, sys, threading
 port, total, conns = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+headers = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
 ok = [0] * conns
 def worker(i):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     for _ in range(total // conns):
-        c.request("GET", "/bench/hello")
+        c.request("GET", "/bench/hello", headers=headers)
         r = c.getresponse(); r.read()
         ok[i] += 200 <= r.status < 300
 ts = [threading.Thread(target=worker, args=(i,)) for i in range(conns)]
@@ -76,18 +98,18 @@ for bin in "${BINS[@]}"; do
   name=$(basename "$bin")
   cg="$OUT/callgrind.$name.out"
   TOKIO_WORKER_THREADS=1 TURNPIKE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$cg" \
-    "$bin" serve "$RUN/turnpike.yaml" --listen "127.0.0.1:$TP_PORT" --no-watch --drain-timeout 1 \
+    "$bin" serve "$PROJECT" --listen "127.0.0.1:$TP_PORT" --no-watch --drain-timeout 1 \
     > "$OUT/$name.log" 2>&1 &
   vg=$!
   PIDS+=($vg)
   for _ in $(seq 1 600); do
-    curl -sf "http://127.0.0.1:$TP_PORT/bench/hello" >/dev/null 2>&1 && break
+    [ "$(python3 "$RUN/load.py" "$TP_PORT" 1 1 "$HEADERS" 2>/dev/null)" = 1 ] && break
     sleep 0.1
   done
   kill -0 "$vg" 2>/dev/null || { echo "turnpike did not start; see $OUT/$name.log" >&2; exit 1; }
-  python3 "$RUN/load.py" "$TP_PORT" 400 "$CONNS" >/dev/null        # warm-up
+  python3 "$RUN/load.py" "$TP_PORT" 400 "$CONNS" "$HEADERS" >/dev/null        # warm-up
   callgrind_control -z "$vg" >/dev/null
-  ok=$(python3 "$RUN/load.py" "$TP_PORT" "$REQUESTS" "$CONNS")
+  ok=$(python3 "$RUN/load.py" "$TP_PORT" "$REQUESTS" "$CONNS" "$HEADERS")
   callgrind_control -d "$vg" >/dev/null
   kill -INT "$vg"; wait "$vg" 2>/dev/null || true
   dump=$(ls -t "$cg".* 2>/dev/null | head -1)
