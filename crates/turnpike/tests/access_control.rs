@@ -229,16 +229,22 @@ async fn quota_exact_under_concurrency_and_survives_kill() {
     let used: Vec<Value> = items.values().map(|v| v[0].clone()).collect();
     assert_eq!(used, vec![json!([20, 0])], "{out}");
 
-    let (st, _, err) = run_cli(&[
-        "serve",
-        &file.display().to_string(),
-        "--no-watch",
-        "--data-dir",
-        &data_s,
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    assert!(!st.success());
+    // A start of a second server on this data directory, which must fail.
+    let file_s = file.display().to_string();
+    let refused_start = || {
+        let (st, _, err) = run_cli(&[
+            "serve",
+            &file_s,
+            "--no-watch",
+            "--data-dir",
+            &data_s,
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        assert!(!st.success());
+        err
+    };
+    let err = refused_start();
     assert!(
         err.contains("belong to another running `turnpike serve`"),
         "{err}"
@@ -249,16 +255,7 @@ async fn quota_exact_under_concurrency_and_survives_kill() {
     drop(t);
     let journal = dir.path().join("state/turnpike.db.usage-journal.999");
     std::fs::write(&journal, "999999 2026-12-02 1 somekey tin\nnot a record\n").expect("write");
-    let (st, _, err) = run_cli(&[
-        "serve",
-        &file.display().to_string(),
-        "--no-watch",
-        "--data-dir",
-        &data_s,
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    assert!(!st.success());
+    let err = refused_start();
     assert!(
         err.contains("turnpike.db.usage-journal.999 line 2: not a usage record"),
         "{err}"
