@@ -22,27 +22,12 @@ use crate::pipeline::{content_handling, Invocation};
 use crate::upstream::{UpstreamBody, UpstreamError};
 use crate::Gateway;
 
-/// Client headers that never reach an HTTP_PROXY integration (recorded against AWS), plus
-/// `Host` and `Content-Encoding` which AWS does not pass by default.
+/// Client headers that never reach an HTTP_PROXY integration (recorded against AWS) beyond the
+/// hop-by-hop and framing ones routing already removed from the method request
+/// (`route::hidden_request_header`): `Via`, `Keep-Alive`, and `Host` and `Content-Encoding`,
+/// which AWS does not pass by default.
 fn dropped_request_header(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "content-md5"
-            | "expect"
-            | "max-forwards"
-            | "proxy-authenticate"
-            | "server"
-            | "te"
-            | "transfer-encoding"
-            | "trailer"
-            | "upgrade"
-            | "www-authenticate"
-            | "via"
-            | "host"
-            | "content-encoding"
-            | "keep-alive"
-    )
+    matches!(name, "via" | "keep-alive" | "host" | "content-encoding")
 }
 
 /// Integration response headers AWS renames to `x-amzn-Remapped-{name}` (HTTP header names are
