@@ -143,9 +143,15 @@ impl Turnpike {
     }
 
     pub fn spawn(args: &[String]) -> Self {
+        Self::spawn_env(args, &[])
+    }
+
+    /// [`Turnpike::spawn`] with extra environment variables.
+    pub fn spawn_env(args: &[String], env: &[(&str, String)]) -> Self {
         let mut child = Command::new(binary())
             .args(args)
             .env("TURNPIKE_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
