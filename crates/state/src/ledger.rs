@@ -500,7 +500,8 @@ impl Ledger {
     pub(crate) fn fold(&self, conn: &Mutex<Connection>) -> Result<()> {
         let (tally, seq, old_gen) = {
             let mut inner = self.inner.lock().map_err(|_| poisoned())?;
-            if inner.pending.is_empty() {
+            // Nothing new, and no failed fold waiting for another try.
+            if inner.pending.is_empty() && inner.folding.is_none() {
                 return Ok(());
             }
             let next = open_journal(&self.db, inner.generation + 1, self.sync)?;
