@@ -847,6 +847,44 @@ mod tests {
         assert_eq!(used(&s, "2023-11-14"), 8);
     }
 
+    /// A fold that fails (here: SQLite refuses the insert) loses nothing: the usage stays
+    /// visible and in the journal, and the next fold commits it even with nothing new.
+    #[test]
+    fn a_failed_fold_keeps_the_usage_and_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_700_000_000_000;
+        let q = Quota {
+            limit: 100,
+            period: QuotaPeriod::Day,
+            offset: 0,
+        };
+        let (s, id) = setup(dir.path(), q, now);
+        s.with(|c| {
+            Ok(c.execute_batch(
+                "CREATE TEMP TRIGGER refuse BEFORE INSERT ON usage BEGIN SELECT RAISE(ABORT, 'disk says no'); END;",
+            )?)
+        })
+        .unwrap();
+        for _ in 0..3 {
+            s.consume("p", &id, Some(&q), now, now).unwrap();
+        }
+        assert!(s.fold().is_err());
+        assert_eq!(used(&s, "2023-11-14"), 3);
+        s.with(|c| Ok(c.execute_batch("DROP TRIGGER temp.refuse;")?))
+            .unwrap();
+        s.fold().unwrap();
+        let in_sqlite: i64 = s
+            .with(
+                |c| Ok(c.query_row("SELECT COALESCE(SUM(used), 0) FROM usage", [], |r| r.get(0))?),
+            )
+            .unwrap();
+        assert_eq!(in_sqlite, 3);
+        assert_eq!(used(&s, "2023-11-14"), 3);
+        assert!(ledger_files(&dir.path().join(DB_FILE))
+            .iter()
+            .all(|f| std::fs::metadata(f).unwrap().len() == 0));
+    }
+
     fn ledger_files(db: &Path) -> Vec<PathBuf> {
         let prefix = ledger::journal_prefix(db);
         let mut v: Vec<PathBuf> = std::fs::read_dir(db.parent().unwrap())
