@@ -788,6 +788,24 @@ mod tests {
         (s, k.id)
     }
 
+    /// 2023-11-14 (a Tuesday), 22:13 UTC.
+    const NOW: i64 = 1_700_000_000_000;
+
+    /// A new data directory with key `dora` in plan `p` under this quota.
+    fn fresh_store(
+        limit: u64,
+        period: QuotaPeriod,
+    ) -> (tempfile::TempDir, SqliteStore, String, Quota) {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quota {
+            limit,
+            period,
+            offset: 0,
+        };
+        let (s, id) = setup(dir.path(), q, NOW);
+        (dir, s, id, q)
+    }
+
     fn used(s: &SqliteStore, day: &str) -> u64 {
         s.usage(Some("p"), day, day)
             .unwrap()
@@ -801,14 +819,8 @@ mod tests {
     /// a torn last line (a write cut short; never answered) ignored.
     #[test]
     fn journal_replay_after_a_crash_counts_each_request_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let now = 1_700_000_000_000;
-        let q = Quota {
-            limit: 100,
-            period: QuotaPeriod::Day,
-            offset: 0,
-        };
-        let (s, id) = setup(dir.path(), q, now);
+        let (dir, s, id, q) = fresh_store(100, QuotaPeriod::Day);
+        let now = NOW;
         for _ in 0..3 {
             s.consume("p", &id, Some(&q), now, now).unwrap();
         }
@@ -851,14 +863,8 @@ mod tests {
     /// visible and in the journal, and the next fold commits it even with nothing new.
     #[test]
     fn a_failed_fold_keeps_the_usage_and_is_retried() {
-        let dir = tempfile::tempdir().unwrap();
-        let now = 1_700_000_000_000;
-        let q = Quota {
-            limit: 100,
-            period: QuotaPeriod::Day,
-            offset: 0,
-        };
-        let (s, id) = setup(dir.path(), q, now);
+        let (dir, s, id, q) = fresh_store(100, QuotaPeriod::Day);
+        let now = NOW;
         s.with(|c| {
             Ok(c.execute_batch(
                 "CREATE TEMP TRIGGER refuse BEFORE INSERT ON usage BEGIN SELECT RAISE(ABORT, 'disk says no'); END;",
