@@ -2,6 +2,7 @@
 //! access logs.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
@@ -11,19 +12,19 @@ use crate::error::GatewayError;
 /// Per-request facts, filled in as the pipeline advances.
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext {
-    pub account_id: String,
-    pub api_id: String,
+    pub account_id: Arc<str>,
+    pub api_id: Arc<str>,
     pub request_id: String,
     pub extended_request_id: String,
-    pub deployment_id: String,
+    pub deployment_id: Arc<str>,
     pub domain_name: String,
     pub http_method: String,
     /// `/{stage}{path}` as received.
     pub path: String,
     pub protocol: &'static str,
-    pub resource_id: String,
-    pub resource_path: String,
-    pub stage: String,
+    pub resource_id: Arc<str>,
+    pub resource_path: Arc<str>,
+    pub stage: Arc<str>,
     pub source_ip: String,
     pub user_agent: Option<String>,
     pub request_time_epoch_ms: i64,
@@ -153,14 +154,14 @@ impl RequestContext {
     /// The `$context` object as templates see it.
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
-        m.insert("accountId".into(), self.account_id.clone().into());
-        m.insert("apiId".into(), self.api_id.clone().into());
+        m.insert("accountId".into(), Value::from(&*self.account_id));
+        m.insert("apiId".into(), Value::from(&*self.api_id));
         m.insert(
             "authorizer".into(),
             Value::Object((*self.authorizer).clone()),
         );
         m.insert("awsEndpointRequestId".into(), Value::Null);
-        m.insert("deploymentId".into(), self.deployment_id.clone().into());
+        m.insert("deploymentId".into(), Value::from(&*self.deployment_id));
         m.insert("domainName".into(), self.domain_name.clone().into());
         m.insert(
             "domainPrefix".into(),
@@ -216,9 +217,9 @@ impl RequestContext {
             clf_time(self.request_time_epoch_ms).into(),
         );
         m.insert("requestTimeEpoch".into(), self.request_time_epoch_ms.into());
-        m.insert("resourceId".into(), self.resource_id.clone().into());
-        m.insert("resourcePath".into(), self.resource_path.clone().into());
-        m.insert("stage".into(), self.stage.clone().into());
+        m.insert("resourceId".into(), Value::from(&*self.resource_id));
+        m.insert("resourcePath".into(), Value::from(&*self.resource_path));
+        m.insert("stage".into(), Value::from(&*self.stage));
         m.insert(
             "requestOverride".into(),
             json!({"header": {}, "path": {}, "querystring": {}}),

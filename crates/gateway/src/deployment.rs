@@ -25,7 +25,8 @@ use crate::router::Router;
 pub struct Runtime {
     pub apis: Vec<Arc<Api>>,
     pub region: String,
-    pub account_id: String,
+    /// Shared, not copied, by every request's `$context` (as are the ids below).
+    pub account_id: Arc<str>,
     /// WebSocket APIs (apigatewayv2), addressed like REST APIs.
     pub websocket_apis: Vec<Arc<crate::websocket::WsApi>>,
     /// Account throttle, usage plans, IAM access keys.
@@ -36,7 +37,7 @@ impl Runtime {
     /// The API for `id`, or the default API (the first) when the request names none.
     pub fn api(&self, id: Option<&str>) -> Option<&Arc<Api>> {
         match id {
-            Some(id) => self.apis.iter().find(|a| a.id == id),
+            Some(id) => self.apis.iter().find(|a| &*a.id == id),
             None => self.apis.first(),
         }
     }
@@ -44,9 +45,9 @@ impl Runtime {
 
 #[derive(Debug)]
 pub struct Api {
-    pub id: String,
+    pub id: Arc<str>,
     pub name: String,
-    pub deployment_id: String,
+    pub deployment_id: Arc<str>,
     pub router: Router,
     pub resources: Vec<Resource>,
     pub stages: HashMap<String, Arc<StageRuntime>>,
@@ -106,8 +107,8 @@ pub struct MethodRuntime {
     /// [`StageRuntime::method_throttle`].
     pub index: usize,
     pub http_method: String,
-    pub resource_id: String,
-    pub resource_path: String,
+    pub resource_id: Arc<str>,
+    pub resource_path: Arc<str>,
     /// `{resourcePath}/{METHOD}`: the key of stage method settings and usage-plan throttles.
     pub setting_key: String,
     pub model: Method,
@@ -153,7 +154,7 @@ pub struct MappingTemplate {
 
 #[derive(Debug)]
 pub struct StageRuntime {
-    pub name: String,
+    pub name: Arc<str>,
     pub variables: serde_json::Map<String, serde_json::Value>,
     pub access_log: Option<Arc<AccessLog>>,
     pub model: Stage,
@@ -311,7 +312,7 @@ pub fn compile(
             apis,
             websocket_apis,
             region: project.region.clone(),
-            account_id: project.account_id.clone(),
+            account_id: project.account_id.as_str().into(),
             access: Arc::new(crate::access::AccessRuntime::from_project(project)),
         })
     } else {
@@ -379,8 +380,8 @@ fn compile_api(
             let rt = Arc::new(MethodRuntime {
                 index: all_methods.len(),
                 http_method: name.clone(),
-                resource_id: res.id.clone(),
-                resource_path: res.path.clone(),
+                resource_id: res.id.as_str().into(),
+                resource_path: res.path.as_str().into(),
                 setting_key: turnpike_model::rest::method_setting_key(&res.path, name),
                 model: m.clone(),
                 integration,
@@ -437,7 +438,7 @@ fn compile_api(
         stages.insert(
             stage.stage_name.clone(),
             Arc::new(StageRuntime {
-                name: stage.stage_name.clone(),
+                name: stage.stage_name.as_str().into(),
                 variables,
                 access_log,
                 model: stage.clone(),
@@ -464,9 +465,9 @@ fn compile_api(
         return Err(d.errors);
     }
     Ok(Api {
-        id: def.api.id.clone(),
+        id: def.api.id.as_str().into(),
         name: def.api.name.clone(),
-        deployment_id: new_deployment_id(),
+        deployment_id: new_deployment_id().into(),
         router,
         resources,
         stages,

@@ -122,7 +122,7 @@ pub async fn upgrade(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         domain_name: domain_of(&host),
-        account_id: runtime.account_id.clone(),
+        account_id: runtime.account_id.to_string(),
         authorizer: None,
         api_key,
     };

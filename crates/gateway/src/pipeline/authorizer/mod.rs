@@ -162,7 +162,7 @@ pub fn method_arn(gw_region: &str, inv: &Invocation<'_>) -> String {
     let full = inv.ctx.path.as_str();
     let path = full
         .strip_prefix('/')
-        .and_then(|p| p.strip_prefix(inv.stage.name.as_str()))
+        .and_then(|p| p.strip_prefix(&*inv.stage.name))
         .filter(|rest| rest.is_empty() || rest.starts_with('/'))
         .unwrap_or(full)
         .trim_start_matches('/');
@@ -327,7 +327,7 @@ pub async fn authorize(
             (_, Decision::Allow) => {}
             // Same-account IAM callers are allowed by their own (implicit) policy.
             (AuthorizationType::AwsIam, Decision::Silent)
-                if caller.is_some_and(|c| c.account_id == inv.ctx.account_id) => {}
+                if caller.is_some_and(|c| *c.account_id == *inv.ctx.account_id) => {}
             (_, Decision::Silent) => return Err(access_denied(who, &arn, false)),
         }
     }

@@ -95,7 +95,7 @@ impl<'a> EventV1<'a> {
         let path = ctx
             .path
             .strip_prefix('/')
-            .and_then(|p| p.strip_prefix(ctx.stage.as_str()))
+            .and_then(|p| p.strip_prefix(&*ctx.stage))
             .filter(|p| p.is_empty() || p.starts_with('/'))
             .map_or(ctx.path.as_str(), |p| if p.is_empty() { "/" } else { p });
         let body_text = if body.is_empty() {
@@ -215,7 +215,7 @@ impl Serialize for EventV1<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let inv = self.inv;
         let mut m = s.serialize_map(Some(12))?;
-        m.serialize_entry("resource", &inv.method.resource_path)?;
+        m.serialize_entry("resource", &*inv.method.resource_path)?;
         m.serialize_entry("path", self.path)?;
         m.serialize_entry("httpMethod", inv.parts.method.as_str())?;
         m.serialize_entry("headers", &Single(&self.headers))?;
@@ -249,9 +249,9 @@ impl Serialize for RequestContextV1<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let ctx = self.ctx;
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("accountId", &ctx.account_id)?;
-        m.serialize_entry("apiId", &ctx.api_id)?;
-        m.serialize_entry("deploymentId", &ctx.deployment_id)?;
+        m.serialize_entry("accountId", &*ctx.account_id)?;
+        m.serialize_entry("apiId", &*ctx.api_id)?;
+        m.serialize_entry("deploymentId", &*ctx.deployment_id)?;
         m.serialize_entry("domainName", &ctx.domain_name)?;
         m.serialize_entry(
             "domainPrefix",
@@ -265,9 +265,9 @@ impl Serialize for RequestContextV1<'_> {
         m.serialize_entry("requestId", &ctx.request_id)?;
         m.serialize_entry("requestTime", &context::clf_time(ctx.request_time_epoch_ms))?;
         m.serialize_entry("requestTimeEpoch", &ctx.request_time_epoch_ms)?;
-        m.serialize_entry("resourceId", &ctx.resource_id)?;
-        m.serialize_entry("resourcePath", &ctx.resource_path)?;
-        m.serialize_entry("stage", &ctx.stage)?;
+        m.serialize_entry("resourceId", &*ctx.resource_id)?;
+        m.serialize_entry("resourcePath", &*ctx.resource_path)?;
+        m.serialize_entry("stage", &*ctx.stage)?;
         if !ctx.authorizer.is_empty() {
             // Lambda authorizers: principalId, integrationLatency and the context; Cognito:
             // the claims only.
