@@ -19,8 +19,6 @@ use turnpike_state::{Limit, MemoryLimiter, Quota, QuotaPeriod, RateLimiter, Stor
 #[derive(Debug, Clone)]
 pub struct PlanRuntime {
     pub name: String,
-    /// `plan:{name}:`: the start of its per-key throttle buckets' names.
-    pub bucket_prefix: String,
     pub throttle: Option<Limit>,
     pub quota: Option<Quota>,
     /// `(api id, stage)` → per-method throttles keyed `{resourcePath}/{METHOD}`.
@@ -88,7 +86,6 @@ impl AccessRuntime {
             .iter()
             .map(|p| PlanRuntime {
                 name: p.name.clone(),
-                bucket_prefix: format!("plan:{}:", p.name),
                 throttle: p.throttle.map(limit),
                 quota: p.quota.as_ref().and_then(|q| {
                     Some(Quota {

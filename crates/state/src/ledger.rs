@@ -85,13 +85,15 @@ fn day_text(julian_day: i32) -> String {
         .unwrap_or_default()
 }
 
+/// The database file's name, which the ledger's files start with.
+fn db_name(db: &Path) -> &str {
+    db.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(crate::sqlite::DB_FILE)
+}
+
 pub(crate) fn journal_prefix(db: &Path) -> String {
-    format!(
-        "{}.usage-journal.",
-        db.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("turnpike.db")
-    )
+    format!("{}.usage-journal.", db_name(db))
 }
 
 fn journal_path(db: &Path, generation: u64) -> PathBuf {
@@ -99,12 +101,7 @@ fn journal_path(db: &Path, generation: u64) -> PathBuf {
 }
 
 pub(crate) fn lock_path(db: &Path) -> PathBuf {
-    db.with_file_name(format!(
-        "{}.usage-lock",
-        db.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("turnpike.db")
-    ))
+    db.with_file_name(format!("{}.usage-lock", db_name(db)))
 }
 
 /// The journal files next to `db`, by generation.
@@ -253,7 +250,8 @@ fn read_journal(path: &Path) -> Result<Vec<Record>> {
     Ok(out)
 }
 
-fn folded_seq(conn: &Connection) -> Result<u64> {
+/// The last journal sequence number whose increments are in the `usage` table.
+pub(crate) fn folded_seq(conn: &Connection) -> Result<u64> {
     let s: i64 = conn.query_row("SELECT folded_seq FROM ledger WHERE id = 1", [], |r| {
         r.get(0)
     })?;
@@ -656,10 +654,6 @@ pub(crate) fn tally_above(records: Vec<Record>, folded: u64) -> Tally {
         tally_add(&mut t, &r.plan, &r.key, r.day, r.n);
     }
     t
-}
-
-pub(crate) fn read_folded_seq(conn: &Connection) -> Result<u64> {
-    folded_seq(conn)
 }
 
 #[cfg(test)]

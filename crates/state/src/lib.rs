@@ -170,14 +170,14 @@ pub trait QuotaStore: Send + Sync {
         plan_created_ms: i64,
         now_ms: i64,
     ) -> Result<QuotaDecision>;
-    /// [`QuotaStore::consume`] for several requests at once, in order (each sees the ones
-    /// before it), durable together when this returns: callers batch concurrent requests so
-    /// that one commit serves them all.
     /// Whether a commit may wait for the disk (fsync): callers then run
     /// [`QuotaStore::consume_batch`] off their async threads; otherwise inline is cheaper.
     fn commit_may_block(&self) -> bool {
         true
     }
+    /// [`QuotaStore::consume`] for several requests at once, in order (each sees the ones
+    /// before it), durable together when this returns: callers batch concurrent requests so
+    /// that one commit serves them all.
     fn consume_batch(&self, batch: &[ConsumeRequest]) -> Vec<Result<QuotaDecision>> {
         batch
             .iter()

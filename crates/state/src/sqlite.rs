@@ -634,9 +634,7 @@ impl QuotaStore for SqliteStore {
             let unfolded = match (&self.ledger, observed) {
                 // Holding the writer connection: no fold commits until the rows are read.
                 (Some(l), _) => l.unfolded()?,
-                (None, Some(records)) => {
-                    ledger::tally_above(records, ledger::read_folded_seq(&tx)?)
-                }
+                (None, Some(records)) => ledger::tally_above(records, ledger::folded_seq(&tx)?),
                 (None, None) => Default::default(),
             };
             let mut rows = usage_rows(&tx, plan, start_day, end_day)?;

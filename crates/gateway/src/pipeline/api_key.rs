@@ -22,22 +22,14 @@ use crate::Gateway;
 pub struct KeyUse {
     pub key: Arc<KnownKey>,
     pub plan: Arc<PlanRuntime>,
+    /// The name of the plan's per-key throttle bucket for this key.
+    pub bucket: Arc<str>,
     pub plan_created_ms: i64,
 }
 
 impl KeyUse {
     pub fn key_id(&self) -> &str {
         &self.key.key.id
-    }
-
-    /// The name of the plan's per-key throttle bucket for this key.
-    pub fn bucket(&self) -> std::borrow::Cow<'_, str> {
-        match self.key.buckets.iter().find(|(p, _)| *p == self.plan.name) {
-            Some((_, b)) => std::borrow::Cow::Borrowed(b),
-            None => {
-                std::borrow::Cow::Owned(format!("{}{}", self.plan.bucket_prefix, self.key.key.id))
-            }
-        }
     }
 }
 
@@ -81,13 +73,12 @@ pub async fn identify(
         return Err(forbidden().with_detail(format!("API key {} is disabled", key.id)));
     }
     let runtime = gw.runtime();
-    let Some(plan) = runtime
-        .access
-        .plans
-        .iter()
-        .find(|p| key.plans.contains(&p.name) && p.stage(&inv.api.id, &inv.stage.name).is_some())
-        .cloned()
-    else {
+    // The first of the project's plans that holds the key and covers this stage.
+    let Some((plan, bucket)) = runtime.access.plans.iter().find_map(|p| {
+        let (_, bucket) = known.buckets.iter().find(|(name, _)| *name == p.name)?;
+        p.stage(&inv.api.id, &inv.stage.name)?;
+        Some((p.clone(), bucket.clone()))
+    }) else {
         return Err(forbidden().with_detail(format!(
             "API key {} is in no usage plan of this stage",
             key.id
@@ -106,6 +97,7 @@ pub async fn identify(
     Ok(Some(KeyUse {
         key: known.clone(),
         plan,
+        bucket,
         plan_created_ms,
     }))
 }
@@ -188,8 +180,9 @@ impl QuotaWriter {
 pub struct KnownKey {
     pub key: turnpike_state::ApiKey,
     pub plans: Vec<turnpike_state::PlanRecord>,
-    /// (plan, name of the key's throttle bucket in that plan), named once per cache fill.
-    pub buckets: Vec<(String, String)>,
+    /// Every plan the key is in, with the name of the key's throttle bucket in it (named once
+    /// per cache fill, not per request).
+    pub buckets: Vec<(String, Arc<str>)>,
 }
 
 const KEY_CACHE_MAX: usize = 10_000;
@@ -251,7 +244,7 @@ async fn lookup(
                 let buckets = key
                     .plans
                     .iter()
-                    .map(|p| (p.clone(), format!("plan:{p}:{}", key.id)))
+                    .map(|p| (p.clone(), Arc::from(format!("plan:{p}:{}", key.id))))
                     .collect();
                 Ok(Some(KnownKey {
                     key,
@@ -303,14 +296,11 @@ pub async fn consume_quota(gw: &Gateway, key: &KeyUse) -> Result<(), GatewayErro
             plan_created_ms: key.plan_created_ms,
             now_ms,
         };
-        match &access.quota_writer {
-            Some(w) => w.consume(req).await.map_err(store_error)?,
-            None => tokio::task::spawn_blocking(move || store.consume_batch(&[req]).pop())
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| store_error("no quota decision"))?
-                .map_err(store_error)?,
-        }
+        // `AccessState::with_store` sets the writer with the store.
+        let Some(w) = &access.quota_writer else {
+            return Err(store_error("no quota writer"));
+        };
+        w.consume(req).await.map_err(store_error)?
     };
     match decision {
         QuotaDecision::Allowed { .. } => Ok(()),

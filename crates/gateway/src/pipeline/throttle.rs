@@ -28,14 +28,11 @@ pub fn check(gw: &Gateway, inv: &Invocation<'_>, key: Option<&KeyUse>) -> Result
             (Some(l), _) => Some((
                 std::borrow::Cow::Owned(format!(
                     "{}:{}/{}{}",
-                    k.bucket(),
-                    inv.api.id,
-                    inv.stage.name,
-                    inv.method.setting_key
+                    k.bucket, inv.api.id, inv.stage.name, inv.method.setting_key
                 )),
                 *l,
             )),
-            (None, Some(l)) => Some((k.bucket(), l)),
+            (None, Some(l)) => Some((std::borrow::Cow::Borrowed(&*k.bucket), l)),
             (None, None) => None,
         };
         if let Some((scope, l)) = scoped {
