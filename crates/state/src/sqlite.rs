@@ -698,12 +698,8 @@ mod tests {
     fn batches_exact_quota_and_key_generation() {
         use std::sync::Arc;
         let dir = tempfile::tempdir().unwrap();
-        let now = 1_700_000_000_000;
-        let q = Quota {
-            limit: 50,
-            period: QuotaPeriod::Day,
-            offset: 0,
-        };
+        let now = NOW;
+        let q = quota(50, QuotaPeriod::Day);
         let s = Arc::new(
             SqliteStore::open_dir_with(
                 dir.path(),
@@ -789,17 +785,21 @@ mod tests {
     /// 2023-11-14 (a Tuesday), 22:13 UTC.
     const NOW: i64 = 1_700_000_000_000;
 
+    fn quota(limit: u64, period: QuotaPeriod) -> Quota {
+        Quota {
+            limit,
+            period,
+            offset: 0,
+        }
+    }
+
     /// A new data directory with key `dora` in plan `p` under this quota.
     fn fresh_store(
         limit: u64,
         period: QuotaPeriod,
     ) -> (tempfile::TempDir, SqliteStore, String, Quota) {
         let dir = tempfile::tempdir().unwrap();
-        let q = Quota {
-            limit,
-            period,
-            offset: 0,
-        };
+        let q = quota(limit, period);
         let (s, id) = setup(dir.path(), q, NOW);
         (dir, s, id, q)
     }
@@ -906,12 +906,8 @@ mod tests {
     #[test]
     fn observers_see_unfolded_usage_and_a_second_server_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let now = 1_700_000_000_000;
-        let q = Quota {
-            limit: 10,
-            period: QuotaPeriod::Week,
-            offset: 0,
-        };
+        let now = NOW;
+        let q = quota(10, QuotaPeriod::Week);
         let owner =
             SqliteStore::open_dir_with(dir.path(), Durability::Full, Role::Server(Duration::ZERO))
                 .unwrap();
@@ -963,12 +959,8 @@ mod tests {
     #[test]
     fn keys_quota_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let now = 1_700_000_000_000;
-        let q = Quota {
-            limit: 2,
-            period: QuotaPeriod::Day,
-            offset: 0,
-        };
+        let now = NOW;
+        let q = quota(2, QuotaPeriod::Day);
         {
             let s = SqliteStore::open_dir(dir.path()).unwrap();
             let k = s
