@@ -31,7 +31,12 @@ fn split_stage(path: &str) -> (&str, &str) {
 /// are matched case-insensitively, as DNS does).
 pub fn api_id_from_host(host: &str) -> Option<String> {
     let (label, rest) = host.split_once('.')?;
-    if label.is_empty() || !rest.to_ascii_lowercase().starts_with("execute-api.") {
+    const MARK: &str = "execute-api.";
+    if label.is_empty()
+        || !rest
+            .get(..MARK.len())
+            .is_some_and(|m| m.eq_ignore_ascii_case(MARK))
+    {
         return None;
     }
     // A private API host is `{api-id}-{vpce-id}.execute-api…`.
@@ -91,6 +96,12 @@ mod tests {
                 path: "/pets/1"
             }
         );
+        assert_eq!(
+            api_id_from_host("Abc.EXECUTE-API.x").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(api_id_from_host("abc.execute-ap"), None);
+        assert_eq!(api_id_from_host("127.0.0.1:4567"), None);
         let t = resolve(
             Some("abc-vpce-0123.execute-api.us-east-1.amazonaws.com"),
             "/dev",

@@ -106,35 +106,64 @@ fn format_clf(secs: i64) -> String {
     )
 }
 
+/// Fills `buf` from a per-thread fast generator seeded from the OS. Request, extended request
+/// and trace ids must be unique, not unpredictable (AWS's own are no secrets either); a
+/// CSPRNG draw per id showed in profiles of the proxy path.
+fn fill_random(buf: &mut [u8]) {
+    use rand::{RngCore, SeedableRng};
+    thread_local! {
+        static RNG: std::cell::RefCell<rand::rngs::SmallRng> = std::cell::RefCell::new(
+            rand::rngs::SmallRng::try_from_os_rng().unwrap_or_else(|_| {
+                // No OS randomness: the clock and the thread still make ids unique enough.
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                let thread = std::hash::BuildHasher::hash_one(
+                    &std::collections::hash_map::RandomState::new(),
+                    std::thread::current().id(),
+                );
+                rand::rngs::SmallRng::seed_from_u64(nanos ^ thread)
+            })
+        );
+    }
+    RNG.with(|r| r.borrow_mut().fill_bytes(buf));
+}
+
 /// A 16-character base64-like id ending in `=`, the shape of AWS's `x-amz-apigw-id`.
 pub fn extended_request_id() -> String {
     use base64::Engine;
-    let bytes: [u8; 10] = rand::random();
-    let mut s = base64::engine::general_purpose::STANDARD.encode(bytes);
-    // 10 bytes encode to 16 chars ending in "=="; AWS's ids end in a single '='.
-    s.truncate(15);
-    s.push('=');
-    s
+    // 11 bytes encode to 15 characters and one '=', as AWS's ids look.
+    let mut bytes = [0u8; 11];
+    fill_random(&mut bytes);
+    let mut out = [b'='; 16];
+    let _ = base64::engine::general_purpose::STANDARD.encode_slice(bytes, &mut out);
+    ascii_string(&out)
 }
 
 /// An X-Ray trace header root: `Root=1-{epoch hex}-{24 hex}`.
 pub fn trace_id(epoch_ms: i64) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let r: [u8; 12] = rand::random();
-    // Built by hand, in one allocation: this runs on every HTTP/AWS integration call.
-    // (Epoch seconds fit 8 hex digits until 2106.)
+    let mut r = [0u8; 12];
+    fill_random(&mut r);
+    // Built in a fixed buffer, then one allocation: this runs on every HTTP/AWS integration
+    // call. (Epoch seconds fit 8 hex digits until 2106.)
     let secs = (epoch_ms / 1000) as u32;
-    let mut s = String::with_capacity(40);
-    s.push_str("Root=1-");
-    for shift in (0..8).rev() {
-        s.push(HEX[((secs >> (shift * 4)) & 0xf) as usize] as char);
+    let mut out = [0u8; 40];
+    out[..7].copy_from_slice(b"Root=1-");
+    for (i, shift) in (0..8).rev().enumerate() {
+        out[7 + i] = HEX[((secs >> (shift * 4)) & 0xf) as usize];
     }
-    s.push('-');
-    for b in r {
-        s.push(HEX[usize::from(b >> 4)] as char);
-        s.push(HEX[usize::from(b & 0xf)] as char);
+    out[15] = b'-';
+    for (i, b) in r.iter().enumerate() {
+        out[16 + 2 * i] = HEX[usize::from(b >> 4)];
+        out[17 + 2 * i] = HEX[usize::from(b & 0xf)];
     }
-    s
+    ascii_string(&out)
+}
+
+/// `bytes` (ASCII by construction) as a `String`.
+fn ascii_string(bytes: &[u8]) -> String {
+    std::str::from_utf8(bytes).map_or_else(|_| String::new(), String::from)
 }
 
 pub fn source_ip_string(ip: IpAddr) -> String {
@@ -324,6 +353,10 @@ mod tests {
         let id = extended_request_id();
         assert_eq!(id.len(), 16);
         assert!(id.ends_with('='));
+        assert!(id[..15]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'));
+        assert_ne!(id, extended_request_id());
     }
 
     #[test]

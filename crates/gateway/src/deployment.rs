@@ -176,11 +176,43 @@ pub struct MethodThrottle {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UriTemplate {
     pub parts: Vec<UriPart>,
-    /// Whether the scheme and authority are literal text with a valid http(s) host, checked
-    /// once here instead of on every rendered URI.
-    pub static_origin: bool,
+    /// The scheme and authority when they are literal text with a valid http(s) host, checked
+    /// and parsed once here instead of on every rendered URI.
+    pub static_origin: Option<StaticOrigin>,
     /// Bytes of literal text: the starting capacity of a rendered URI.
     literal_len: usize,
+}
+
+/// The literal `scheme://authority` an integration URI starts with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticOrigin {
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// `Host` of plain-HTTP requests to this origin: the authority's text.
+    pub host: http::HeaderValue,
+    /// Length of `scheme://authority` at the start of a rendered URI.
+    pub len: usize,
+}
+
+impl StaticOrigin {
+    fn parse(origin: &str) -> Option<StaticOrigin> {
+        let u = origin.parse::<http::Uri>().ok()?;
+        let scheme = u.scheme()?.clone();
+        if !matches!(scheme.as_str(), "http" | "https") {
+            return None;
+        }
+        let authority = u.authority()?.clone();
+        if authority.host().is_empty() {
+            return None;
+        }
+        let host = http::HeaderValue::from_str(authority.as_str()).ok()?;
+        Some(StaticOrigin {
+            scheme,
+            authority,
+            host,
+            len: origin.len(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,12 +263,8 @@ impl UriTemplate {
             Some(UriPart::Literal(s)) => s
                 .find("://")
                 .and_then(|i| s[i + 3..].find('/').map(|j| &s[..i + 3 + j]))
-                .and_then(|origin| origin.parse::<http::Uri>().ok())
-                .is_some_and(|u| {
-                    u.host().is_some_and(|h| !h.is_empty())
-                        && matches!(u.scheme_str(), Some("http" | "https"))
-                }),
-            _ => false,
+                .and_then(StaticOrigin::parse),
+            _ => None,
         };
         let literal_len = parts
             .iter()
@@ -659,12 +687,29 @@ mod tests {
         );
         assert_eq!(t.render(&[], &serde_json::Map::new()), "http://h/");
         // The origin is checked once when it is literal; otherwise per rendered URI.
-        assert!(t.static_origin);
-        assert!(UriTemplate::parse("https://h:8443/x").static_origin);
-        assert!(!UriTemplate::parse("http://${stageVariables.host}/pets").static_origin);
-        assert!(!UriTemplate::parse("http://h{x}/pets").static_origin);
-        assert!(!UriTemplate::parse("http://h").static_origin);
-        assert!(!UriTemplate::parse("http://:80/x").static_origin);
-        assert!(!UriTemplate::parse("ftp://h/x").static_origin);
+        assert_eq!(
+            t.static_origin
+                .as_ref()
+                .map(|o| (o.authority.as_str(), o.len)),
+            Some(("h", 8))
+        );
+        let o = UriTemplate::parse("https://h:8443/x").static_origin;
+        assert_eq!(
+            o.map(|o| (o.scheme.as_str().to_string(), o.host, o.len)),
+            Some((
+                "https".to_string(),
+                http::HeaderValue::from_static("h:8443"),
+                14
+            ))
+        );
+        assert!(UriTemplate::parse("http://${stageVariables.host}/pets")
+            .static_origin
+            .is_none());
+        assert!(UriTemplate::parse("http://h{x}/pets")
+            .static_origin
+            .is_none());
+        assert!(UriTemplate::parse("http://h").static_origin.is_none());
+        assert!(UriTemplate::parse("http://:80/x").static_origin.is_none());
+        assert!(UriTemplate::parse("ftp://h/x").static_origin.is_none());
     }
 }

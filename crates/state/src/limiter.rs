@@ -32,7 +32,9 @@ struct Bucket {
 /// when the table grows.
 #[derive(Debug, Default)]
 pub struct MemoryLimiter {
-    buckets: Mutex<HashMap<String, Bucket>>,
+    /// foldhash: scope names come from the configuration and key ids, and SipHash showed in
+    /// profiles of the proxy path.
+    buckets: Mutex<HashMap<String, Bucket, foldhash::fast::RandomState>>,
 }
 
 const PRUNE_AT: usize = 100_000;

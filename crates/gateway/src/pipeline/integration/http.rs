@@ -212,19 +212,27 @@ fn backend_uri(
         let piece = format!("{}={}", encode(k), encode(v));
         push(&mut url, &piece);
     }
-    let uri: Uri = url.parse().map_err(|_| {
+    let invalid = |url: &str| {
         GatewayError::internal(format!(
             "Execution failed due to configuration error: Invalid endpoint address {url:?}"
         ))
-    })?;
-    let checked = template.static_origin;
-    if !checked
-        && (uri.host().is_none_or(str::is_empty)
-            || !matches!(uri.scheme_str(), Some("http" | "https")))
-    {
-        return Err(GatewayError::internal(format!(
-            "Execution failed due to configuration error: Invalid endpoint address {url:?}"
-        )));
+    };
+    if let Some(origin) = &template.static_origin {
+        // The origin was parsed at deploy time: only the path and query are parsed here, in
+        // place (the rendered URI starts with the origin's text).
+        let bytes = Bytes::from(url);
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(origin.scheme.clone());
+        parts.authority = Some(origin.authority.clone());
+        parts.path_and_query = Some(
+            http::uri::PathAndQuery::from_maybe_shared(bytes.slice(origin.len..))
+                .map_err(|_| invalid(&String::from_utf8_lossy(&bytes)))?,
+        );
+        return Uri::from_parts(parts).map_err(|_| invalid(&String::from_utf8_lossy(&bytes)));
+    }
+    let uri: Uri = url.parse().map_err(|_| invalid(&url))?;
+    if uri.host().is_none_or(str::is_empty) || !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(invalid(&url));
     }
     Ok(uri)
 }
@@ -315,6 +323,26 @@ fn add_gateway_headers(h: &mut HeaderMap, inv: &Invocation<'_>) {
     );
 }
 
+/// The `Host` a plain-HTTP backend with a literal origin gets (unless mapping set one), built
+/// at deploy time; the upstream pool would otherwise build it from the URI per request. TLS
+/// backends get theirs from hyper's client, which leaves out a default port.
+fn add_static_host(h: &mut HeaderMap, inv: &Invocation<'_>) {
+    let Some(origin) = inv
+        .method
+        .integration
+        .uri
+        .as_ref()
+        .and_then(|t| t.static_origin.as_ref())
+    else {
+        return;
+    };
+    if origin.scheme == http::uri::Scheme::HTTP {
+        if let header::Entry::Vacant(e) = h.entry(header::HOST) {
+            e.insert(origin.host.clone());
+        }
+    }
+}
+
 fn default_user_agent(inv: &Invocation<'_>) -> HeaderValue {
     inv.api.headers.user_agent.clone()
 }
@@ -361,6 +389,7 @@ pub async fn proxy(
     let mapped = integration_request::map_parameters(inv, &[])?;
     let uri = backend_uri(inv, &mapped, inv.parts.uri.query())?;
     let mut headers = proxy_headers(inv, &mapped)?;
+    add_static_host(&mut headers, inv);
     let limit = gw.limits.max_payload_bytes;
     let body = match body {
         http_body_util::Either::Left(incoming) => small_or_stream(incoming, limit).await?,
@@ -389,6 +418,7 @@ pub async fn proxy(
         let replay = || {
             let b = replay_body.clone()?;
             let mut headers = proxy_headers(inv, &mapped).ok()?;
+            add_static_host(&mut headers, inv);
             let len = b.as_ref().map_or(0, |b| b.len());
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             let mut again = Request::new(Body::Full(b));
