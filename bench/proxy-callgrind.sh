@@ -97,7 +97,7 @@ printf '| binary | requests | Ir/request |\n|---|---:|---:|\n' > "$OUT/summary.m
 for bin in "${BINS[@]}"; do
   name=$(basename "$bin")
   cg="$OUT/callgrind.$name.out"
-  TOKIO_WORKER_THREADS=1 TURNPIKE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$cg" \
+  TOKIO_WORKER_THREADS=1 TURNPIKE_LOG=warn valgrind --tool=callgrind ${VG_ARGS:-} --callgrind-out-file="$cg" \
     "$bin" serve "$PROJECT" --listen "127.0.0.1:$TP_PORT" --no-watch --drain-timeout 1 \
     > "$OUT/$name.log" 2>&1 &
   vg=$!
@@ -129,7 +129,7 @@ if [ "${NGINX:-0}" = 1 ]; then
       -e 's/^master_process on;/master_process off;/' -e 's#nginx-proxy.pid#nginx-cg.pid#' \
       bench/conf/nginx-proxy.conf > "$RUN/nginx-cg.conf"
   cg="$OUT/callgrind.nginx.out"
-  valgrind --tool=callgrind --callgrind-out-file="$cg" nginx -p "$RUN" -c "$RUN/nginx-cg.conf" \
+  valgrind --tool=callgrind ${VG_ARGS:-} --callgrind-out-file="$cg" nginx -p "$RUN" -c "$RUN/nginx-cg.conf" \
     > "$OUT/nginx.log" 2>&1 &
   vg=$!
   PIDS+=($vg)

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Builds `turnpike` with profile-guided optimisation (PGO), the way a performance-sensitive
+# release is built: an instrumented build serves a training workload, then the release build
+# lays out and inlines its code by the profile recorded.
+#
+#   bench/pgo-build.sh            # prints the path of the PGO binary on its last line
+#   TURNPIKE_BIN=$(bench/pgo-build.sh | tail -1) bench/proxy-bench.py
+#
+# Training workload: the HTTP_PROXY passthrough project of proxy-bench.py (wrk at 8 and 64
+# connections), plus the paths every API has: a MOCK integration, the 403 of an unknown route,
+# and a throttled route answering 429. Needs nginx and wrk (bench/setup.sh) and rustup's
+# llvm-tools component (added here when missing).
+#
+# The instrumented and the PGO builds use their own target directories (their RUSTFLAGS differ
+# from a plain build's, so sharing one would rebuild everything each time):
+# ${CARGO_TARGET_DIR:-target}-pgo-gen and ${CARGO_TARGET_DIR:-target}-pgo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGET=${CARGO_TARGET_DIR:-target}
+GEN_TARGET=${PGO_GEN_TARGET:-$TARGET-pgo-gen}
+USE_TARGET=${PGO_TARGET:-$TARGET-pgo}
+UP_PORT=${UPSTREAM_PORT:-18296}
+TP_PORT=${TURNPIKE_PORT:-18297}
+for tool in nginx wrk curl; do
+  command -v "$tool" >/dev/null || { echo "needs $tool (bench/setup.sh)" >&2; exit 1; }
+done
+rustup component add llvm-tools >/dev/null 2>&1 || true
+PROFDATA=$(find "$(rustc --print sysroot)" -name llvm-profdata -type f | head -1)
+[ -n "$PROFDATA" ] || { echo "needs llvm-profdata: rustup component add llvm-tools" >&2; exit 1; }
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+echo "== instrumented build ($GEN_TARGET)" >&2
+RUSTFLAGS="-Cprofile-generate=$WORK/profiles" \
+  cargo build --release -p turnpike --target-dir "$GEN_TARGET" >&2
+
+echo "== training workload" >&2
+sed -e "s#@RUN@#$WORK#g" -e "s#@PORT@#$UP_PORT#g" bench/conf/nginx-upstream.conf > "$WORK/nginx-upstream.conf"
+nginx -p "$WORK" -c "$WORK/nginx-upstream.conf" &
+PIDS+=($!)
+cat > "$WORK/api.json" <<EOF
+{"openapi": "3.0.1", "info": {"title": "pgo", "version": "1"},
+ "paths": {
+  "/{proxy+}": {"x-amazon-apigateway-any-method": {
+   "parameters": [{"name": "proxy", "in": "path", "required": true, "schema": {"type": "string"}}],
+   "x-amazon-apigateway-integration": {"type": "http_proxy", "httpMethod": "ANY",
+     "uri": "http://127.0.0.1:$UP_PORT/{proxy}",
+     "requestParameters": {"integration.request.path.proxy": "method.request.path.proxy"}}}},
+  "/mock": {"get": {
+   "responses": {"200": {"description": "ok"}},
+   "x-amazon-apigateway-integration": {"type": "mock",
+     "requestTemplates": {"application/json": "{\"statusCode\": 200}"},
+     "responses": {"default": {"statusCode": "200",
+       "responseTemplates": {"application/json": "{\"ok\": true}"}}}}}}}}
+EOF
+cat > "$WORK/turnpike.yaml" <<EOF
+throttling: {rateLimit: 1000000000, burstLimit: 1000000000}
+apis:
+  - definition: api.json
+    id: pgobench01
+    stages:
+      - name: bench
+      - name: slow
+        throttling: {rateLimit: 1, burstLimit: 1}
+EOF
+TOKIO_WORKER_THREADS=1 TURNPIKE_LOG=warn "$GEN_TARGET/release/turnpike" serve "$WORK/turnpike.yaml" \
+  --listen "127.0.0.1:$TP_PORT" --no-watch --drain-timeout 1 > "$WORK/turnpike.log" 2>&1 &
+TP=$!
+PIDS+=($TP)
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$TP_PORT/bench/hello" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+base="http://127.0.0.1:$TP_PORT"
+wrk -t1 -c8 -d4s "$base/bench/hello" >&2
+wrk -t1 -c64 -d4s "$base/bench/hello" >&2
+wrk -t1 -c8 -d1s "$base/bench/mock" >/dev/null
+wrk -t1 -c8 -d1s "$base/bench/" >/dev/null          # the 403 of an unmatched route
+wrk -t1 -c8 -d1s "$base/slow/hello" >/dev/null      # 429s
+# A clean exit writes the profile.
+kill -INT "$TP"
+wait "$TP" 2>/dev/null || true
+"$PROFDATA" merge -o "$WORK/merged.profdata" "$WORK/profiles"
+
+echo "== PGO build ($USE_TARGET)" >&2
+RUSTFLAGS="-Cprofile-use=$WORK/merged.profdata" \
+  cargo build --release -p turnpike --target-dir "$USE_TARGET" >&2
+echo "$USE_TARGET/release/turnpike"
