@@ -14,6 +14,8 @@
 # The instrumented and the PGO builds use their own target directories (their RUSTFLAGS differ
 # from a plain build's, so sharing one would rebuild everything each time):
 # ${CARGO_TARGET_DIR:-target}-pgo-gen and ${CARGO_TARGET_DIR:-target}-pgo.
+# PGO_RUSTFLAGS adds flags to both builds, e.g. "-Ctarget-cpu=native" for a binary that only
+# runs on this kind of CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -38,7 +40,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo "== instrumented build ($GEN_TARGET)" >&2
-RUSTFLAGS="-Cprofile-generate=$WORK/profiles" \
+RUSTFLAGS="-Cprofile-generate=$WORK/profiles ${PGO_RUSTFLAGS:-}" \
   cargo build --release -p turnpike --target-dir "$GEN_TARGET" >&2
 
 echo "== training workload" >&2
@@ -90,6 +92,6 @@ wait "$TP" 2>/dev/null || true
 "$PROFDATA" merge -o "$WORK/merged.profdata" "$WORK/profiles"
 
 echo "== PGO build ($USE_TARGET)" >&2
-RUSTFLAGS="-Cprofile-use=$WORK/merged.profdata" \
+RUSTFLAGS="-Cprofile-use=$WORK/merged.profdata ${PGO_RUSTFLAGS:-}" \
   cargo build --release -p turnpike --target-dir "$USE_TARGET" >&2
 echo "$USE_TARGET/release/turnpike"
