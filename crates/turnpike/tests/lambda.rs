@@ -637,10 +637,21 @@ async fn hot_reload_rebuilds_functions() {
     let r = get(&tp.url("/dev/added")).await;
     assert_eq!(r.status, 500, "not defined yet");
 
-    // An invocation in flight on the old process while the file changes.
+    // An invocation in flight on the old process while the file changes: its START line says
+    // it went to an instance (a fixed sleep would race with a slow machine).
+    let starts = |tp: &Turnpike| tp.stderr().matches("[lambda:py] START").count();
+    let started_before = starts(&tp);
     let slow_url = tp.url("/dev/py?mode=sleep&seconds=2");
     let slow = tokio::spawn(async move { get(&slow_url).await });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while starts(&tp) == started_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow invocation never started:\n{}",
+            tp.stderr()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let changed = py_fn("py", "")
         .replace("custom-value", "changed-value")
         .replace("handler: app.handler", "handler: app.handler_v2");
