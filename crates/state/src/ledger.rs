@@ -359,20 +359,11 @@ impl Ledger {
     pub(crate) fn open(db: &Path, conn: &mut Connection, sync: bool) -> Result<Self> {
         let folded = folded_seq(conn)?;
         let files = journal_files(db)?;
-        let mut tally = Tally::new();
-        let mut max_seq = folded;
-        let mut max_gen = 0;
-        for (gen, path) in &files {
-            max_gen = max_gen.max(*gen);
-            for r in read_journal(path)? {
-                max_seq = max_seq.max(r.seq);
-                if r.seq > folded {
-                    tally_add(&mut tally, &r.plan, &r.key, r.day, r.n);
-                }
-            }
-        }
+        let records = records_in(&files)?;
+        let max_seq = records.iter().map(|r| r.seq).fold(folded, u64::max);
+        let max_gen = files.iter().map(|(gen, _)| *gen).max().unwrap_or(0);
         if max_seq > folded {
-            fold_into(conn, &tally, max_seq)?;
+            fold_into(conn, &tally_above(records, folded), max_seq)?;
         }
         for (_, path) in &files {
             std::fs::remove_file(path).map_err(|e| io_error("removing", path, e))?;
@@ -640,9 +631,14 @@ pub(crate) fn merge_rows(
 /// Observers: every record in the journal files. Read before SQLite's `folded_seq`, so that a
 /// fold in between is neither lost nor counted twice (see [`tally_above`]).
 pub(crate) fn observed_records(db: &Path) -> Result<Vec<Record>> {
+    records_in(&journal_files(db)?)
+}
+
+/// Every complete record of these journal files, in file order.
+fn records_in(files: &[(u64, PathBuf)]) -> Result<Vec<Record>> {
     let mut out = Vec::new();
-    for (_, path) in journal_files(db)? {
-        out.extend(read_journal(&path)?);
+    for (_, path) in files {
+        out.extend(read_journal(path)?);
     }
     Ok(out)
 }

@@ -221,6 +221,9 @@ fn backend_uri(
         // The origin was parsed at deploy time: only the path and query are parsed here, in
         // place (the rendered URI starts with the origin's text).
         let bytes = Bytes::from(url);
+        if bytes.len() < origin.len {
+            return Err(invalid(&String::from_utf8_lossy(&bytes)));
+        }
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(origin.scheme.clone());
         parts.authority = Some(origin.authority.clone());
@@ -376,6 +379,7 @@ fn proxy_headers(
     if !headers.contains_key(header::USER_AGENT) {
         headers.insert(header::USER_AGENT, default_user_agent(inv));
     }
+    add_static_host(&mut headers, inv);
     Ok(headers)
 }
 
@@ -389,7 +393,6 @@ pub async fn proxy(
     let mapped = integration_request::map_parameters(inv, &[])?;
     let uri = backend_uri(inv, &mapped, inv.parts.uri.query())?;
     let mut headers = proxy_headers(inv, &mapped)?;
-    add_static_host(&mut headers, inv);
     let limit = gw.limits.max_payload_bytes;
     let body = match body {
         http_body_util::Either::Left(incoming) => small_or_stream(incoming, limit).await?,
@@ -418,7 +421,6 @@ pub async fn proxy(
         let replay = || {
             let b = replay_body.clone()?;
             let mut headers = proxy_headers(inv, &mapped).ok()?;
-            add_static_host(&mut headers, inv);
             let len = b.as_ref().map_or(0, |b| b.len());
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             let mut again = Request::new(Body::Full(b));
