@@ -350,14 +350,6 @@ fn default_user_agent(inv: &Invocation<'_>) -> HeaderValue {
     inv.api.headers.user_agent.clone()
 }
 
-fn is_idempotent(m: &http::Method) -> bool {
-    use http::Method;
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
-}
-
 /// The headers an HTTP_PROXY backend receives: the client's, less what AWS drops, with the
 /// mapped ones on top and AWS's own added.
 fn proxy_headers(
@@ -399,38 +391,17 @@ pub async fn proxy(
         // Already buffered by the access steps (AWS_IAM hashes the payload).
         buffered => Body::full(crate::pipeline::read_body(buffered, limit).await?),
     };
-    let method = outgoing_method(inv);
-    // What it takes to send the request again if a reused connection dies under it: only
-    // idempotent methods with a buffered body (a Bytes handle, no copy).
-    let replay_body = match &body {
-        Body::Full(b) if is_idempotent(&method) => Some(b.clone()),
-        _ => None,
-    };
     if let Body::Full(b) = &body {
         let len = b.as_ref().map_or(0, |b| b.len());
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     let mut req = Request::new(body);
-    *req.method_mut() = method.clone();
-    *req.uri_mut() = uri.clone();
+    *req.method_mut() = outgoing_method(inv);
+    *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     let started = Instant::now();
     let timeout = inv.method.integration.timeout;
-    let result = {
-        let inv: &Invocation<'_> = inv;
-        let replay = || {
-            let b = replay_body.clone()?;
-            let mut headers = proxy_headers(inv, &mapped).ok()?;
-            let len = b.as_ref().map_or(0, |b| b.len());
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-            let mut again = Request::new(Body::Full(b));
-            *again.method_mut() = method.clone();
-            *again.uri_mut() = uri.clone();
-            *again.headers_mut() = headers;
-            Some(again)
-        };
-        tokio::time::timeout(timeout, gw.upstream.request_with_replay(req, replay)).await
-    };
+    let result = tokio::time::timeout(timeout, gw.upstream.request(req)).await;
     let resp = outcome(inv, result, started)?;
     let (mut parts, body) = resp.into_parts();
     remap_response_headers(&mut parts.headers);

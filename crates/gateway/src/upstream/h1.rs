@@ -1,0 +1,885 @@
+//! The HTTP/1.1 client for plain-HTTP backends, run on the caller's own task.
+//!
+//! Why not hyper's client on this path: hyper drives each client connection from a task of its
+//! own and passes requests, responses and body chunks to it over channels. For a proxied API
+//! call that was a third of the gateway's per-request work (bench/README.md, "Where the time
+//! goes"): two extra task wake-ups, a channel send each way, and moves of the request and
+//! response through them. Here the request's task writes the request and reads the response
+//! head itself, and the response body is read straight off the socket by whoever polls it
+//! (the server connection writing it to the client). Heads are parsed by httparse, the parser
+//! hyper uses.
+//!
+//! Scope: what a reverse proxy's backend side needs. Request bodies are buffered (streamed
+//! uploads take hyper's client, which writes and reads at once); response bodies stream, framed
+//! by `Content-Length`, chunked encoding or the connection's end; 1xx interim responses are
+//! skipped; connections are kept alive and pooled per authority.
+
+use std::collections::HashMap;
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
+use http::{Method, Response, StatusCode, Version};
+use http_body::{Frame, SizeHint};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use super::{UpstreamError, CONNECT_TIMEOUT, IDLE_TIMEOUT, MAX_IDLE_PER_HOST};
+
+/// Largest response head accepted (hyper's client default is about the same).
+const MAX_HEAD_BYTES: usize = 400 * 1024;
+/// Most header lines in a response head (hyper's limit).
+const MAX_HEADERS: usize = 100;
+/// Read size; also the largest body frame handed on.
+const READ_CHUNK: usize = 16 * 1024;
+/// A request body up to this size is copied behind the head, so the request is one write.
+const COALESCE_BODY: usize = 16 * 1024;
+/// Longest chunk-size line (with extensions) and most trailer bytes accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILER_BYTES: usize = 64 * 1024;
+
+/// Idle connections by authority.
+#[derive(Debug, Default)]
+pub(super) struct Pool {
+    /// Keyed by the authority's text (`Authority`'s own `Hash`/`Eq` are case-insensitive and
+    /// cost more than the whole lookup should); foldhash because SipHash showed in profiles.
+    idle: Mutex<HashMap<Box<str>, Vec<Conn>, foldhash::fast::RandomState>>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    io: TcpStream,
+    /// Bytes read and not yet consumed. Empty whenever the connection is idle.
+    buf: BytesMut,
+    since: Instant,
+}
+
+/// How one request/response exchange on a connection failed.
+enum Failure {
+    /// The connection closed or reset before any of the response arrived: on a reused
+    /// connection this is the backend closing an idle connection just as it was picked, and an
+    /// idempotent request may go out again on another.
+    ClosedEarly(io::Error),
+    Other(UpstreamError),
+}
+
+impl From<UpstreamError> for Failure {
+    fn from(e: UpstreamError) -> Self {
+        Failure::Other(e)
+    }
+}
+
+impl Pool {
+    /// Sends a request with a buffered body to `authority` and returns the response head;
+    /// the body streams after. `parts.uri` needs only its path and query.
+    pub(super) async fn request(
+        self: &Arc<Self>,
+        parts: http::request::Parts,
+        body: Option<Bytes>,
+        authority: &Authority,
+    ) -> Result<Response<ResponseBody>, UpstreamError> {
+        let body_len = body.as_ref().map_or(0, Bytes::len);
+        let coalesce = body_len <= COALESCE_BODY;
+        let mut out =
+            Vec::with_capacity(256 + parts.headers.len() * 48 + body_len.min(COALESCE_BODY));
+        encode_head(&parts, authority, body_len, &mut out);
+        let tail = match body {
+            Some(b) if coalesce => {
+                out.extend_from_slice(&b);
+                None
+            }
+            other => other,
+        };
+        let idempotent = is_idempotent(&parts.method);
+        let head_only = parts.method == Method::HEAD;
+        loop {
+            let (mut conn, reused) = match self.checkout(authority.as_str()) {
+                Some(c) => (c, true),
+                None => (Conn::connect(authority).await?, false),
+            };
+            match conn.exchange(&out, tail.as_ref(), head_only).await {
+                Ok((head, framing)) => {
+                    let keep_alive = head.keep_alive && framing.reusable();
+                    let body = ResponseBody::new(
+                        conn,
+                        framing,
+                        keep_alive.then(|| Checkin {
+                            pool: self.clone(),
+                            authority: authority.clone(),
+                        }),
+                    );
+                    let mut resp = Response::new(body);
+                    *resp.status_mut() = head.status;
+                    *resp.version_mut() = head.version;
+                    *resp.headers_mut() = head.headers;
+                    return Ok(resp);
+                }
+                // A stale pooled connection: the request goes out on the next one, or a fresh
+                // one (which gets no second try, so this ends).
+                Err(Failure::ClosedEarly(_)) if reused && idempotent => continue,
+                Err(Failure::ClosedEarly(e)) => return Err(UpstreamError::Io(e)),
+                Err(Failure::Other(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// An idle connection that is still open, dropping stale ones on the way.
+    fn checkout(&self, authority: &str) -> Option<Conn> {
+        loop {
+            let mut conn = {
+                let mut map = self.idle.lock().ok()?;
+                map.get_mut(authority)?.pop()?
+            };
+            if conn.since.elapsed() <= IDLE_TIMEOUT && conn.still_open() {
+                return Some(conn);
+            }
+        }
+    }
+
+    fn put(&self, authority: &Authority, mut conn: Conn) {
+        let Ok(mut map) = self.idle.lock() else {
+            return;
+        };
+        conn.since = Instant::now();
+        let list = match map.get_mut(authority.as_str()) {
+            Some(list) => list,
+            None => map.entry(authority.as_str().into()).or_default(),
+        };
+        // Checkout takes the newest; the oldest, at the front, are dropped here once expired
+        // so that a quiet backend's closed connections do not linger.
+        if list
+            .first()
+            .is_some_and(|c| c.since.elapsed() > IDLE_TIMEOUT)
+        {
+            list.retain(|c| c.since.elapsed() <= IDLE_TIMEOUT);
+        }
+        if list.len() < MAX_IDLE_PER_HOST {
+            list.push(conn);
+        }
+    }
+}
+
+impl Conn {
+    async fn connect(authority: &Authority) -> Result<Conn, UpstreamError> {
+        let err = |source| UpstreamError::Connect {
+            authority: authority.to_string(),
+            source,
+        };
+        let host = authority.host();
+        // `[::1]` in a URI is `::1` to the resolver.
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let port = authority.port_u16().unwrap_or(80);
+        let io = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))?
+            .map_err(err)?;
+        let _ = io.set_nodelay(true);
+        Ok(Conn {
+            io,
+            buf: BytesMut::new(),
+            since: Instant::now(),
+        })
+    }
+
+    /// Whether an idle connection is still usable: nothing arrived while it sat in the pool
+    /// (a close, a reset or stray bytes all make it unusable). The reactor's cached readiness
+    /// answers without a system call in the common case.
+    fn still_open(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readiness may be left over from the last read: look.
+            Poll::Ready(Ok(())) => matches!(
+                self.io.try_read_buf(&mut self.buf),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            ),
+        }
+    }
+
+    /// Writes the request and reads the response head.
+    async fn exchange(
+        &mut self,
+        head: &[u8],
+        body: Option<&Bytes>,
+        head_only: bool,
+    ) -> Result<(Head, Framing), Failure> {
+        let mut early = self.write_all(head).await?;
+        if let (Some(b), false) = (body, early) {
+            early = self.write_all(b).await?;
+        }
+        let received_any = early;
+        let head = self.read_head(received_any).await?;
+        let mut framing = framing(head_only, &head)?;
+        if early {
+            // The backend answered before taking the whole request: the connection's state
+            // is unknown, so it is not reused.
+            framing.close_after();
+        }
+        Ok((head, framing))
+    }
+
+    /// Writes `data`. Returns `true` if the backend started answering before it was all
+    /// written (a backend that rejects a request early and stops reading must not stall it).
+    async fn write_all(&mut self, mut data: &[u8]) -> Result<bool, Failure> {
+        while !data.is_empty() {
+            match self.io.try_write(data) {
+                Ok(0) => {
+                    return Err(Failure::ClosedEarly(io::ErrorKind::WriteZero.into()));
+                }
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    tokio::select! {
+                        biased;
+                        r = self.io.writable() => r.map_err(closed_early)?,
+                        r = self.io.readable() => {
+                            r.map_err(closed_early)?;
+                            match self.io.try_read_buf(&mut self.buf) {
+                                Ok(0) => return Err(Failure::ClosedEarly(io::ErrorKind::UnexpectedEof.into())),
+                                Ok(_) => return Ok(true),
+                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                                Err(e) => return Err(closed_early(e)),
+                            }
+                        }
+                    }
+                }
+                Err(e) => return Err(closed_early(e)),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Reads until a final (non-1xx) response head is complete and consumes it from `buf`.
+    async fn read_head(&mut self, mut received_any: bool) -> Result<Head, Failure> {
+        loop {
+            if !self.buf.is_empty() {
+                match parse_head(&mut self.buf)? {
+                    // 100 Continue, 103 Early Hints and the like: the final response follows.
+                    Some(h)
+                        if h.status.is_informational()
+                            && h.status != StatusCode::SWITCHING_PROTOCOLS =>
+                    {
+                        continue
+                    }
+                    Some(h) => return Ok(h),
+                    None if self.buf.len() >= MAX_HEAD_BYTES => {
+                        return Err(UpstreamError::Protocol("response head too large").into())
+                    }
+                    None => {}
+                }
+            }
+            self.buf.reserve(READ_CHUNK);
+            match self.io.read_buf(&mut self.buf).await {
+                Ok(0) if !received_any => {
+                    return Err(Failure::ClosedEarly(io::ErrorKind::UnexpectedEof.into()))
+                }
+                Ok(0) => return Err(UpstreamError::Incomplete.into()),
+                Ok(_) => received_any = true,
+                Err(e) if !received_any => return Err(closed_early(e)),
+                Err(e) => return Err(UpstreamError::Io(e).into()),
+            }
+        }
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+}
+
+fn closed_early(e: io::Error) -> Failure {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof => Failure::ClosedEarly(e),
+        _ => Failure::Other(UpstreamError::Io(e)),
+    }
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// `METHOD /path?query HTTP/1.1`, the headers as given (names in lower case, as hyper writes
+/// them), `Host` and `Content-Length` when missing.
+fn encode_head(
+    parts: &http::request::Parts,
+    authority: &Authority,
+    body_len: usize,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    out.extend_from_slice(if pq.is_empty() { b"/" } else { pq.as_bytes() });
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !parts.headers.contains_key(header::HOST) {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(authority.as_str().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let payload_method = !matches!(
+        parts.method,
+        Method::GET
+            | Method::HEAD
+            | Method::DELETE
+            | Method::OPTIONS
+            | Method::TRACE
+            | Method::CONNECT
+    );
+    if !parts.headers.contains_key(header::CONTENT_LENGTH) && (body_len > 0 || payload_method) {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa_usize(body_len, &mut [0u8; 20]));
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn itoa_usize(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// A response head as received.
+#[derive(Debug)]
+struct Head {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    /// The backend allows another request on this connection.
+    keep_alive: bool,
+}
+
+/// Parses one response head off the front of `buf`; `None` until it is complete.
+fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, UpstreamError> {
+    // Offsets of each header's name and value in `buf`, taken while httparse borrows it.
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let (len, code, minor, count) = {
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut res = httparse::Response::new(&mut []);
+        let len = match httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut res, buf, &mut slots)
+        {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(UpstreamError::Protocol("too many headers in the response"))
+            }
+            Err(_) => return Err(UpstreamError::Protocol("invalid response head")),
+        };
+        let base = buf.as_ptr() as usize;
+        let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
+            let n = offset(h.name.as_bytes());
+            let v = offset(h.value);
+            *span = (n, n + h.name.len() as u32, v, v + h.value.len() as u32);
+        }
+        (
+            len,
+            res.code.unwrap_or(0),
+            res.version.unwrap_or(1),
+            res.headers.len(),
+        )
+    };
+    let status = StatusCode::from_u16(code)
+        .map_err(|_| UpstreamError::Protocol("invalid response status"))?;
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut close = false;
+    let mut keep_alive_token = false;
+    for &(ns, ne, vs, ve) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
+            .map_err(|_| UpstreamError::Protocol("invalid header name in the response"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
+            .map_err(|_| UpstreamError::Protocol("invalid header value in the response"))?;
+        if name == header::CONNECTION {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        headers.append(name, value);
+    }
+    let (version, keep_alive) = if minor == 0 {
+        (Version::HTTP_10, keep_alive_token && !close)
+    } else {
+        (Version::HTTP_11, !close)
+    };
+    Ok(Some(Head {
+        status,
+        version,
+        headers,
+        keep_alive,
+    }))
+}
+
+/// How the response body is delimited (RFC 9112, section 6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length { remaining: u64, close: bool },
+    Chunked { close: bool },
+    UntilClose,
+}
+
+impl Framing {
+    fn reusable(self) -> bool {
+        match self {
+            Framing::Empty => true,
+            Framing::Length { close, .. } | Framing::Chunked { close } => !close,
+            Framing::UntilClose => false,
+        }
+    }
+
+    fn close_after(&mut self) {
+        match self {
+            Framing::Empty => {
+                *self = Framing::Length {
+                    remaining: 0,
+                    close: true,
+                }
+            }
+            Framing::Length { close, .. } | Framing::Chunked { close } => *close = true,
+            Framing::UntilClose => {}
+        }
+    }
+}
+
+fn framing(head_only: bool, head: &Head) -> Result<Framing, UpstreamError> {
+    let s = head.status;
+    if head_only
+        || s.is_informational()
+        || s == StatusCode::NO_CONTENT
+        || s == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Empty);
+    }
+    let mut te = head
+        .headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .peekable();
+    if te.peek().is_some() {
+        let last = te
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty())
+            .last();
+        return Ok(match last {
+            // With both, Transfer-Encoding wins and the connection may not be reused.
+            Some(t) if t.eq_ignore_ascii_case(b"chunked") => Framing::Chunked {
+                close: head.headers.contains_key(header::CONTENT_LENGTH),
+            },
+            _ => Framing::UntilClose,
+        });
+    }
+    let mut length: Option<u64> = None;
+    for v in head.headers.get_all(header::CONTENT_LENGTH) {
+        // `Content-Length: 5, 5` and repeated equal lines are one length; anything else is an
+        // error (a response-splitting risk).
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let n = parse_decimal(part.trim_ascii()).ok_or(UpstreamError::Protocol(
+                "invalid Content-Length in the response",
+            ))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(UpstreamError::Protocol(
+                    "conflicting Content-Length in the response",
+                ));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => Framing::Empty,
+        Some(n) => Framing::Length {
+            remaining: n,
+            close: false,
+        },
+        None => Framing::UntilClose,
+    })
+}
+
+fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
+}
+
+/// Where a connection goes once its response has been read.
+#[derive(Debug)]
+struct Checkin {
+    pool: Arc<Pool>,
+    authority: Authority,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers(usize),
+}
+
+#[derive(Debug)]
+enum BodyState {
+    Length(u64),
+    Chunked(ChunkState),
+    UntilClose,
+    Done,
+}
+
+/// A backend response body, read off the connection as it is polled. Reading it to the end
+/// returns a reusable connection to the pool; dropping it early closes the connection
+/// (HTTP/1 cannot skip the rest of a body).
+#[derive(Debug)]
+pub struct ResponseBody {
+    conn: Option<Conn>,
+    state: BodyState,
+    checkin: Option<Checkin>,
+}
+
+impl ResponseBody {
+    fn new(conn: Conn, framing: Framing, checkin: Option<Checkin>) -> Self {
+        let state = match framing {
+            Framing::Empty | Framing::Length { remaining: 0, .. } => BodyState::Done,
+            Framing::Length { remaining, .. } => BodyState::Length(remaining),
+            Framing::Chunked { .. } => BodyState::Chunked(ChunkState::Size),
+            Framing::UntilClose => BodyState::UntilClose,
+        };
+        let mut body = ResponseBody {
+            conn: Some(conn),
+            state,
+            checkin,
+        };
+        if matches!(body.state, BodyState::Done) {
+            body.finish();
+        }
+        body
+    }
+
+    /// The body is complete: the connection goes back to the pool if the backend allows it
+    /// and nothing beyond the response arrived.
+    fn finish(&mut self) {
+        self.state = BodyState::Done;
+        let conn = self.conn.take();
+        if let (Some(conn), Some(c)) = (conn, self.checkin.take()) {
+            if conn.buf.is_empty() {
+                c.pool.put(&c.authority, conn);
+            }
+        }
+    }
+
+    fn fail(&mut self, e: UpstreamError) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        self.state = BodyState::Done;
+        self.conn = None;
+        self.checkin = None;
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+/// What one step of chunked decoding found in the buffer.
+enum Step {
+    Data(Bytes),
+    NeedMore,
+    Continue,
+    End,
+}
+
+/// Decodes as much of a chunked body as `buf` holds, one step at a time.
+fn chunk_step(state: &mut ChunkState, buf: &mut BytesMut) -> Result<Step, UpstreamError> {
+    match *state {
+        ChunkState::Size => {
+            let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+                return if buf.len() > MAX_CHUNK_LINE {
+                    Err(UpstreamError::Protocol("chunk size line too long"))
+                } else {
+                    Ok(Step::NeedMore)
+                };
+            };
+            if nl > MAX_CHUNK_LINE {
+                return Err(UpstreamError::Protocol("chunk size line too long"));
+            }
+            let line = &buf[..nl];
+            let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+            // Extensions (`;name=value`) and trailing whitespace are allowed and ignored.
+            let rest = &line[digits..];
+            let rest_ok = rest
+                .iter()
+                .position(|&b| b == b';')
+                .map_or(rest, |p| &rest[..p])
+                .iter()
+                .all(|&b| b == b' ' || b == b'\t' || b == b'\r');
+            if digits == 0 || digits > 16 || !rest_ok {
+                return Err(UpstreamError::Protocol("invalid chunk size"));
+            }
+            let size = line[..digits].iter().fold(0u64, |n, &b| {
+                n << 4 | u64::from(char::from(b).to_digit(16).unwrap_or(0))
+            });
+            buf.advance(nl + 1);
+            *state = if size == 0 {
+                ChunkState::Trailers(0)
+            } else {
+                ChunkState::Data(size)
+            };
+            Ok(Step::Continue)
+        }
+        ChunkState::Data(remaining) => {
+            if buf.is_empty() {
+                return Ok(Step::NeedMore);
+            }
+            let n = (buf.len() as u64).min(remaining) as usize;
+            let data = buf.split_to(n).freeze();
+            let left = remaining - n as u64;
+            *state = if left == 0 {
+                ChunkState::DataEnd
+            } else {
+                ChunkState::Data(left)
+            };
+            Ok(Step::Data(data))
+        }
+        ChunkState::DataEnd => match buf.first() {
+            None => Ok(Step::NeedMore),
+            Some(b'\n') => {
+                buf.advance(1);
+                *state = ChunkState::Size;
+                Ok(Step::Continue)
+            }
+            Some(b'\r') if buf.len() < 2 => Ok(Step::NeedMore),
+            Some(b'\r') if buf[1] == b'\n' => {
+                buf.advance(2);
+                *state = ChunkState::Size;
+                Ok(Step::Continue)
+            }
+            Some(_) => Err(UpstreamError::Protocol("chunk data longer than its size")),
+        },
+        ChunkState::Trailers(seen) => {
+            // Trailer fields are read and dropped: AWS passes none on.
+            let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+                return if seen + buf.len() > MAX_TRAILER_BYTES {
+                    Err(UpstreamError::Protocol("response trailers too large"))
+                } else {
+                    Ok(Step::NeedMore)
+                };
+            };
+            let blank = nl == 0 || (nl == 1 && buf[0] == b'\r');
+            buf.advance(nl + 1);
+            if blank {
+                return Ok(Step::End);
+            }
+            if seen + nl + 1 > MAX_TRAILER_BYTES {
+                return Err(UpstreamError::Protocol("response trailers too large"));
+            }
+            *state = ChunkState::Trailers(seen + nl + 1);
+            Ok(Step::Continue)
+        }
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = UpstreamError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match &mut this.state {
+                BodyState::Done => return Poll::Ready(None),
+                BodyState::Length(remaining) => {
+                    if !conn.buf.is_empty() {
+                        let n = (conn.buf.len() as u64).min(*remaining) as usize;
+                        let data = conn.buf.split_to(n).freeze();
+                        *remaining -= n as u64;
+                        if *remaining == 0 {
+                            this.finish();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                BodyState::UntilClose => {
+                    if !conn.buf.is_empty() {
+                        let data = conn.buf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                BodyState::Chunked(chunk) => match chunk_step(chunk, &mut conn.buf) {
+                    Ok(Step::Data(d)) => return Poll::Ready(Some(Ok(Frame::data(d)))),
+                    Ok(Step::Continue) => continue,
+                    Ok(Step::End) => {
+                        this.finish();
+                        return Poll::Ready(None);
+                    }
+                    Ok(Step::NeedMore) => {}
+                    Err(e) => return this.fail(e),
+                },
+            }
+            // The buffer has nothing more to give: read.
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) => {
+                    if matches!(this.state, BodyState::UntilClose) {
+                        this.state = BodyState::Done;
+                        this.conn = None;
+                        return Poll::Ready(None);
+                    }
+                    return this.fail(UpstreamError::Incomplete);
+                }
+                Ok(_) => {}
+                Err(e) => return this.fail(UpstreamError::Io(e)),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, BodyState::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            BodyState::Done => SizeHint::with_exact(0),
+            BodyState::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Head {
+        let mut buf = BytesMut::from(raw);
+        parse_head(&mut buf).expect("valid").expect("complete")
+    }
+
+    #[test]
+    fn parses_heads_and_keep_alive() {
+        let h = head("HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-A: 1\r\nX-A: 2\r\n\r\n");
+        assert_eq!(h.status, StatusCode::CREATED);
+        assert!(h.keep_alive);
+        assert_eq!(h.headers.get_all("x-a").iter().count(), 2);
+        assert!(!head("HTTP/1.1 200 OK\r\nConnection: Close\r\n\r\n").keep_alive);
+        assert!(!head("HTTP/1.0 200 OK\r\n\r\n").keep_alive);
+        assert!(head("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n").keep_alive);
+        let mut partial = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Le");
+        assert!(parse_head(&mut partial).expect("valid").is_none());
+        let mut bad = BytesMut::from("HTTP/1.1 2x0 OK\r\n\r\n");
+        assert!(parse_head(&mut bad).is_err());
+        let mut leftover = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        parse_head(&mut leftover).expect("valid");
+        assert_eq!(&leftover[..], b"ok");
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let f = |raw: &str| framing(false, &head(raw));
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n").ok(),
+            Some(Framing::Length {
+                remaining: 5,
+                close: false
+            })
+        );
+        assert!(f("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").is_err());
+        assert!(f("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n").is_err());
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 9\r\n\r\n")
+                .ok(),
+            Some(Framing::Chunked { close: true })
+        );
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n").ok(),
+            Some(Framing::UntilClose)
+        );
+        assert_eq!(f("HTTP/1.1 200 OK\r\n\r\n").ok(), Some(Framing::UntilClose));
+        assert_eq!(
+            f("HTTP/1.1 204 No Content\r\n\r\n").ok(),
+            Some(Framing::Empty)
+        );
+        assert_eq!(
+            f("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n").ok(),
+            Some(Framing::Empty)
+        );
+        assert_eq!(
+            framing(true, &head("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")).ok(),
+            Some(Framing::Empty)
+        );
+    }
+
+    #[test]
+    fn chunked_decoding_with_extensions_and_trailers() {
+        let mut buf = BytesMut::from("5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n");
+        let mut state = ChunkState::Size;
+        let mut out = Vec::new();
+        loop {
+            match chunk_step(&mut state, &mut buf).expect("valid") {
+                Step::Data(d) => out.extend_from_slice(&d),
+                Step::Continue => {}
+                Step::End => break,
+                Step::NeedMore => panic!("the whole body is buffered"),
+            }
+        }
+        assert_eq!(out, b"hello world");
+        assert!(buf.is_empty());
+        for bad in ["zz\r\n", "5\r\nhelloXX", "12345678901234567\r\n"] {
+            let mut buf = BytesMut::from(bad);
+            let mut state = ChunkState::Size;
+            let failed = (0..4).any(|_| chunk_step(&mut state, &mut buf).is_err());
+            assert!(failed, "{bad:?} is rejected");
+        }
+    }
+
+    #[test]
+    fn encodes_request_heads() {
+        let mut req = http::Request::new(());
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = "/a/b?x=1".parse().expect("uri");
+        req.headers_mut()
+            .insert("x-one", HeaderValue::from_static("1"));
+        let (parts, ()) = req.into_parts();
+        let mut out = Vec::new();
+        encode_head(&parts, &Authority::from_static("h:8080"), 3, &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "POST /a/b?x=1 HTTP/1.1\r\nx-one: 1\r\nhost: h:8080\r\ncontent-length: 3\r\n\r\n"
+        );
+        assert_eq!(itoa_usize(0, &mut [0; 20]), b"0");
+        assert_eq!(itoa_usize(10_485_760, &mut [0; 20]), b"10485760");
+    }
+}

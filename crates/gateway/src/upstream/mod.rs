@@ -1,0 +1,179 @@
+//! The pooled HTTP client that HTTP and HTTP_PROXY integrations call: keep-alive connections,
+//! HTTP/1.1 and HTTP/2 (negotiated by ALPN over TLS), bodies streamed both ways.
+//!
+//! A plain `http://` backend with a buffered request body, the common case for a local
+//! gateway, takes [`h1`]: a lean HTTP/1.1 client run on the request's own task. Everything
+//! else (TLS, HTTP/2, streamed uploads) uses hyper-util's client.
+
+mod h1;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::Scheme;
+use http::{Request, Response};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::body::Body;
+
+pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// How long an unused pooled connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections kept per backend authority.
+const MAX_IDLE_PER_HOST: usize = 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    client: Client<Connector, Body>,
+    h1: Arc<h1::Pool>,
+}
+
+/// Why a backend call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection could be opened (DNS, refused, unreachable, connect timeout).
+    #[error("connecting to {authority} failed: {source}")]
+    Connect {
+        authority: String,
+        source: std::io::Error,
+    },
+    #[error("reading from or writing to the endpoint failed: {0}")]
+    Io(std::io::Error),
+    #[error("invalid response from the endpoint: {0}")]
+    Protocol(&'static str),
+    #[error("the endpoint closed the connection before the response was complete")]
+    Incomplete,
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+    #[error(transparent)]
+    Client(#[from] hyper_util::client::legacy::Error),
+}
+
+impl UpstreamError {
+    pub fn is_connect(&self) -> bool {
+        match self {
+            UpstreamError::Connect { .. } => true,
+            UpstreamError::Client(e) => e.is_connect(),
+            _ => false,
+        }
+    }
+}
+
+impl Upstream {
+    pub fn new() -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        // Trust the system's roots when they can be read; fall back to the bundled Mozilla set.
+        let https = match builder.with_native_roots() {
+            Ok(b) => b
+                .https_or_http()
+                .enable_http1()
+                .enable_http2()
+                .wrap_connector(http),
+            Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_webpki_roots()
+                .https_or_http()
+                .enable_http1()
+                .enable_http2()
+                .wrap_connector(http),
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+            .build(https);
+        Upstream {
+            client,
+            h1: Arc::default(),
+        }
+    }
+
+    pub fn client(&self) -> &Client<Connector, Body> {
+        &self.client
+    }
+
+    /// Sends `req` (absolute URI) and returns the response head; the body streams after.
+    ///
+    /// If a reused keep-alive connection turns out to be closed before any of the response
+    /// arrived, an idempotent request with a buffered body goes out again on another
+    /// connection (nginx's `proxy_next_upstream error`).
+    pub async fn request(
+        &self,
+        req: Request<Body>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let lean = req.uri().scheme() == Some(&Scheme::HTTP) && matches!(req.body(), Body::Full(_));
+        let req = if lean {
+            let (mut parts, body) = req.into_parts();
+            match (body, parts.uri.authority().cloned()) {
+                (Body::Full(body), Some(authority)) => {
+                    // HTTP/1 requests go out in origin form (`/path?query`).
+                    parts.uri = parts.uri.path_and_query().map_or_else(
+                        || http::Uri::from_static("/"),
+                        |pq| http::Uri::from(pq.clone()),
+                    );
+                    let resp = self.h1.request(parts, body, &authority).await?;
+                    return Ok(resp.map(UpstreamBody::H1));
+                }
+                (body, _) => Request::from_parts(parts, body),
+            }
+        } else {
+            req
+        };
+        let resp = self.client.request(req).await?;
+        Ok(resp.map(UpstreamBody::Hyper))
+    }
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A backend response body, streamed.
+pub enum UpstreamBody {
+    /// From [`h1`]: reading it to the end returns its connection to the pool.
+    H1(h1::ResponseBody),
+    Hyper(Incoming),
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = UpstreamError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        match self.get_mut() {
+            UpstreamBody::H1(b) => Pin::new(b).poll_frame(cx),
+            UpstreamBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(UpstreamError::Http),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::H1(b) => b.is_end_stream(),
+            UpstreamBody::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::H1(b) => b.size_hint(),
+            UpstreamBody::Hyper(b) => b.size_hint(),
+        }
+    }
+}
