@@ -61,7 +61,9 @@ static REMAPPED_RESPONSE_HEADERS: [(HeaderName, HeaderName); 5] = [
 /// into a new map: cheaper than a lookup, removal and append per renamed header.
 fn remap_response_headers(h: &mut HeaderMap) {
     let old = std::mem::take(h);
-    h.reserve(old.len() + 2);
+    // Room for the renamed copies and for what the pipeline adds after (request id, API
+    // Gateway id, trace id, `Connection`): growing a map rehashes it.
+    *h = HeaderMap::with_capacity(old.len() + 8);
     let mut current: Option<HeaderName> = None;
     for (name, value) in old {
         // `None`: another value of the previous header.
@@ -357,9 +359,15 @@ fn proxy_headers(
     mapped: &IntegrationRequest,
 ) -> Result<HeaderMap, GatewayError> {
     // The client's headers stay with the invocation (gateway responses may map them), so the
-    // backend gets a copy: one clone of the map, then one pass removing what AWS drops.
-    let mut headers = inv.parts.headers.clone();
-    crate::headers::remove_listed(&mut headers, dropped_request_header);
+    // backend gets a copy, built in one pass and sized for what is added below: growing a
+    // `HeaderMap` rehashes it, and a client's map is sized for its own few headers.
+    let src = &inv.parts.headers;
+    let mut headers = HeaderMap::with_capacity(src.len() + mapped.headers.len() + 6);
+    for (name, value) in src {
+        if !dropped_request_header(name.as_str()) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
     if !mapped.headers.is_empty() {
         for (k, v) in &mapped.headers {
             headers.insert(header_name(k)?, header_value(v)?);
