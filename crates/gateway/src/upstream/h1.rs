@@ -30,7 +30,7 @@ use http_body::{Frame, SizeHint};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use super::{UpstreamError, CONNECT_TIMEOUT, IDLE_TIMEOUT, MAX_IDLE_PER_HOST};
+use super::{HeaderRewrite, UpstreamError, CONNECT_TIMEOUT, IDLE_TIMEOUT, MAX_IDLE_PER_HOST};
 
 /// Largest response head accepted (hyper's client default is about the same).
 const MAX_HEAD_BYTES: usize = 400 * 1024;
@@ -83,6 +83,7 @@ impl Pool {
         parts: http::request::Parts,
         body: Option<Bytes>,
         authority: &Authority,
+        rewrite: Option<HeaderRewrite>,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         let body_len = body.as_ref().map_or(0, Bytes::len);
         let coalesce = body_len <= COALESCE_BODY;
@@ -103,7 +104,7 @@ impl Pool {
                 Some(c) => (c, true),
                 None => (Conn::connect(authority).await?, false),
             };
-            match conn.exchange(&out, tail.as_ref(), head_only).await {
+            match conn.exchange(&out, tail.as_ref(), head_only, rewrite).await {
                 Ok((head, framing)) => {
                     let keep_alive = head.keep_alive && framing.reusable();
                     let body = ResponseBody::new(
@@ -212,13 +213,14 @@ impl Conn {
         head: &[u8],
         body: Option<&Bytes>,
         head_only: bool,
+        rewrite: Option<HeaderRewrite>,
     ) -> Result<(Head, Framing), Failure> {
         let mut early = self.write_all(head).await?;
         if let (Some(b), false) = (body, early) {
             early = self.write_all(b).await?;
         }
         let received_any = early;
-        let head = self.read_head(received_any).await?;
+        let head = self.read_head(received_any, rewrite).await?;
         let mut framing = framing(head_only, &head)?;
         if early {
             // The backend answered before taking the whole request: the connection's state
@@ -259,10 +261,14 @@ impl Conn {
     }
 
     /// Reads until a final (non-1xx) response head is complete and consumes it from `buf`.
-    async fn read_head(&mut self, mut received_any: bool) -> Result<Head, Failure> {
+    async fn read_head(
+        &mut self,
+        mut received_any: bool,
+        rewrite: Option<HeaderRewrite>,
+    ) -> Result<Head, Failure> {
         loop {
             if !self.buf.is_empty() {
-                match parse_head(&mut self.buf)? {
+                match parse_head(&mut self.buf, rewrite)? {
                     // 100 Continue, 103 Early Hints and the like: the final response follows.
                     Some(h)
                         if h.status.is_informational()
@@ -376,10 +382,31 @@ struct Head {
     headers: HeaderMap,
     /// The backend allows another request on this connection.
     keep_alive: bool,
+    /// Framing, read from the headers as they arrived (a rewrite may drop them from the map).
+    transfer_encoding: Option<TransferEncoding>,
+    length: Length,
 }
 
-/// Parses one response head off the front of `buf`; `None` until it is complete.
-fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, UpstreamError> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TransferEncoding {
+    ChunkedLast,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Length {
+    Absent,
+    Known(u64),
+    /// Unparsable, or lines that disagree (a response-splitting risk).
+    Invalid,
+}
+
+/// Parses one response head off the front of `buf`; `None` until it is complete. Each header
+/// goes through `rewrite` when given, so the caller's renaming costs no second map.
+fn parse_head(
+    buf: &mut BytesMut,
+    rewrite: Option<HeaderRewrite>,
+) -> Result<Option<Head>, UpstreamError> {
     // Offsets of each header's name and value in `buf`, taken while httparse borrows it.
     let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
     let (len, code, minor, count) = {
@@ -412,22 +439,56 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, UpstreamError> {
     let status = StatusCode::from_u16(code)
         .map_err(|_| UpstreamError::Protocol("invalid response status"))?;
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
+    // Room for a rewrite's renamed copies and for what the gateway adds to the response
+    // after (request ids, `Connection`): growing a map rehashes it.
+    let mut headers = HeaderMap::with_capacity(count + 8);
     let mut close = false;
     let mut keep_alive_token = false;
+    let mut transfer_encoding = None;
+    let mut length = Length::Absent;
     for &(ns, ne, vs, ve) in &spans[..count] {
         let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
             .map_err(|_| UpstreamError::Protocol("invalid header name in the response"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
             .map_err(|_| UpstreamError::Protocol("invalid header value in the response"))?;
+        let tokens = || {
+            value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+                .filter(|t| !t.is_empty())
+        };
         if name == header::CONNECTION {
-            for token in value.as_bytes().split(|&b| b == b',') {
-                let token = token.trim_ascii();
+            for token in tokens() {
                 close |= token.eq_ignore_ascii_case(b"close");
                 keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
             }
+        } else if name == header::TRANSFER_ENCODING {
+            // The last coding of all the lines decides.
+            let last = tokens().last();
+            transfer_encoding = match (last, transfer_encoding) {
+                (Some(t), _) if t.eq_ignore_ascii_case(b"chunked") => {
+                    Some(TransferEncoding::ChunkedLast)
+                }
+                (Some(_), _) | (None, None) => Some(TransferEncoding::Other),
+                (None, kept) => kept,
+            };
+        } else if name == header::CONTENT_LENGTH {
+            // `Content-Length: 5, 5` and repeated equal lines are one length.
+            for part in value.as_bytes().split(|&b| b == b',') {
+                length = match (parse_decimal(part.trim_ascii()), length) {
+                    (Some(n), Length::Absent) => Length::Known(n),
+                    (Some(n), Length::Known(l)) if n == l => length,
+                    _ => Length::Invalid,
+                };
+            }
         }
-        headers.append(name, value);
+        match rewrite {
+            Some(f) => f(&mut headers, name, value),
+            None => {
+                headers.append(name, value);
+            }
+        }
     }
     let (version, keep_alive) = if minor == 0 {
         (Version::HTTP_10, keep_alive_token && !close)
@@ -439,6 +500,8 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, UpstreamError> {
         version,
         headers,
         keep_alive,
+        transfer_encoding,
+        length,
     }))
 }
 
@@ -483,49 +546,22 @@ fn framing(head_only: bool, head: &Head) -> Result<Framing, UpstreamError> {
     {
         return Ok(Framing::Empty);
     }
-    let mut te = head
-        .headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .peekable();
-    if te.peek().is_some() {
-        let last = te
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|t| !t.is_empty())
-            .last();
-        return Ok(match last {
-            // With both, Transfer-Encoding wins and the connection may not be reused.
-            Some(t) if t.eq_ignore_ascii_case(b"chunked") => Framing::Chunked {
-                close: head.headers.contains_key(header::CONTENT_LENGTH),
-            },
-            _ => Framing::UntilClose,
-        });
-    }
-    let mut length: Option<u64> = None;
-    for v in head.headers.get_all(header::CONTENT_LENGTH) {
-        // `Content-Length: 5, 5` and repeated equal lines are one length; anything else is an
-        // error (a response-splitting risk).
-        for part in v.as_bytes().split(|&b| b == b',') {
-            let n = parse_decimal(part.trim_ascii()).ok_or(UpstreamError::Protocol(
-                "invalid Content-Length in the response",
-            ))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(UpstreamError::Protocol(
-                    "conflicting Content-Length in the response",
-                ));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match length {
-        Some(0) => Framing::Empty,
-        Some(n) => Framing::Length {
+    match (head.transfer_encoding, head.length) {
+        // With both, Transfer-Encoding wins and the connection may not be reused.
+        (Some(TransferEncoding::ChunkedLast), length) => Ok(Framing::Chunked {
+            close: length != Length::Absent,
+        }),
+        (Some(TransferEncoding::Other), _) => Ok(Framing::UntilClose),
+        (None, Length::Invalid) => Err(UpstreamError::Protocol(
+            "invalid or conflicting Content-Length in the response",
+        )),
+        (None, Length::Known(0)) => Ok(Framing::Empty),
+        (None, Length::Known(n)) => Ok(Framing::Length {
             remaining: n,
             close: false,
-        },
-        None => Framing::UntilClose,
-    })
+        }),
+        (None, Length::Absent) => Ok(Framing::UntilClose),
+    }
 }
 
 fn parse_decimal(s: &[u8]) -> Option<u64> {
@@ -785,7 +821,9 @@ mod tests {
 
     fn head(raw: &str) -> Head {
         let mut buf = BytesMut::from(raw);
-        parse_head(&mut buf).expect("valid").expect("complete")
+        parse_head(&mut buf, None)
+            .expect("valid")
+            .expect("complete")
     }
 
     #[test]
@@ -798,11 +836,11 @@ mod tests {
         assert!(!head("HTTP/1.0 200 OK\r\n\r\n").keep_alive);
         assert!(head("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n").keep_alive);
         let mut partial = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Le");
-        assert!(parse_head(&mut partial).expect("valid").is_none());
+        assert!(parse_head(&mut partial, None).expect("valid").is_none());
         let mut bad = BytesMut::from("HTTP/1.1 2x0 OK\r\n\r\n");
-        assert!(parse_head(&mut bad).is_err());
+        assert!(parse_head(&mut bad, None).is_err());
         let mut leftover = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        parse_head(&mut leftover).expect("valid");
+        parse_head(&mut leftover, None).expect("valid");
         assert_eq!(&leftover[..], b"ok");
     }
 

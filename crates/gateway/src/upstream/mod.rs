@@ -25,6 +25,10 @@ use crate::body::Body;
 
 pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
+/// Rewrites one response header into the map being built (HTTP_PROXY's renaming of
+/// `Date`, `Server` and the like), so that the caller does not rebuild the map afterwards.
+pub type HeaderRewrite = fn(&mut http::HeaderMap, http::HeaderName, http::HeaderValue);
+
 /// How long an unused pooled connection is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per backend authority.
@@ -113,6 +117,23 @@ impl Upstream {
         &self,
         req: Request<Body>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        self.send(req, None).await
+    }
+
+    /// [`Upstream::request`], with every response header passed through `rewrite`.
+    pub async fn request_rewriting(
+        &self,
+        req: Request<Body>,
+        rewrite: HeaderRewrite,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        self.send(req, Some(rewrite)).await
+    }
+
+    async fn send(
+        &self,
+        req: Request<Body>,
+        rewrite: Option<HeaderRewrite>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let lean = req.uri().scheme() == Some(&Scheme::HTTP) && matches!(req.body(), Body::Full(_));
         let req = if lean {
             let (mut parts, body) = req.into_parts();
@@ -123,7 +144,7 @@ impl Upstream {
                         || http::Uri::from_static("/"),
                         |pq| http::Uri::from(pq.clone()),
                     );
-                    let resp = self.h1.request(parts, body, &authority).await?;
+                    let resp = self.h1.request(parts, body, &authority, rewrite).await?;
                     return Ok(resp.map(UpstreamBody::H1));
                 }
                 (body, _) => Request::from_parts(parts, body),
@@ -131,7 +152,22 @@ impl Upstream {
         } else {
             req
         };
-        let resp = self.client.request(req).await?;
+        let mut resp = self.client.request(req).await?;
+        if let Some(f) = rewrite {
+            let old = std::mem::take(resp.headers_mut());
+            let h = resp.headers_mut();
+            h.reserve(old.len());
+            let mut current = None;
+            for (name, value) in old {
+                // `None`: another value of the previous header.
+                if let Some(n) = name {
+                    current = Some(n);
+                }
+                if let Some(n) = &current {
+                    f(h, n.clone(), value);
+                }
+            }
+        }
         Ok(resp.map(UpstreamBody::Hyper))
     }
 }

@@ -55,35 +55,22 @@ static REMAPPED_RESPONSE_HEADERS: [(HeaderName, HeaderName); 5] = [
     ),
 ];
 
-/// Rewrites a backend's response headers as AWS does for HTTP_PROXY: drops
-/// `Transfer-Encoding` and `Via`, renames the [`REMAPPED_RESPONSE_HEADERS`] (keeping
-/// `Content-Length`, which still frames the streamed body). One pass that moves every header
-/// into a new map: cheaper than a lookup, removal and append per renamed header.
-fn remap_response_headers(h: &mut HeaderMap) {
-    let old = std::mem::take(h);
-    // Room for the renamed copies and for what the pipeline adds after (request id, API
-    // Gateway id, trace id, `Connection`): growing a map rehashes it.
-    *h = HeaderMap::with_capacity(old.len() + 8);
-    let mut current: Option<HeaderName> = None;
-    for (name, value) in old {
-        // `None`: another value of the previous header.
-        if let Some(n) = name {
-            current = Some(n);
-        }
-        let Some(name) = &current else { continue };
-        if name == header::TRANSFER_ENCODING || name == header::VIA {
-            continue;
-        }
-        match REMAPPED_RESPONSE_HEADERS.iter().find(|(n, _)| n == name) {
-            Some((n, remapped)) => {
-                if n == header::CONTENT_LENGTH {
-                    h.append(n.clone(), value.clone());
-                }
-                h.append(remapped.clone(), value);
+/// Rewrites a backend's response header as AWS does for HTTP_PROXY, into the map being built:
+/// drops `Transfer-Encoding` and `Via`, renames the [`REMAPPED_RESPONSE_HEADERS`] (keeping
+/// `Content-Length`, which still frames the streamed body).
+fn remap_response_header(h: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
+    if name == header::TRANSFER_ENCODING || name == header::VIA {
+        return;
+    }
+    match REMAPPED_RESPONSE_HEADERS.iter().find(|(n, _)| *n == name) {
+        Some((n, remapped)) => {
+            if *n == header::CONTENT_LENGTH {
+                h.append(name, value.clone());
             }
-            None => {
-                h.append(name.clone(), value);
-            }
+            h.append(remapped.clone(), value);
+        }
+        None => {
+            h.append(name, value);
         }
     }
 }
@@ -409,10 +396,13 @@ pub async fn proxy(
     *req.headers_mut() = headers;
     let started = Instant::now();
     let timeout = inv.method.integration.timeout;
-    let result = tokio::time::timeout(timeout, gw.upstream.request(req)).await;
+    let result = tokio::time::timeout(
+        timeout,
+        gw.upstream.request_rewriting(req, remap_response_header),
+    )
+    .await;
     let resp = outcome(inv, result, started)?;
-    let (mut parts, body) = resp.into_parts();
-    remap_response_headers(&mut parts.headers);
+    let (parts, body) = resp.into_parts();
     let mut out = Response::new(Body::Upstream(body));
     *out.status_mut() = parts.status;
     *out.headers_mut() = parts.headers;
