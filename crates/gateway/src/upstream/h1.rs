@@ -465,7 +465,7 @@ fn parse_head(
             }
         } else if name == header::TRANSFER_ENCODING {
             // The last coding of all the lines decides.
-            let last = tokens().last();
+            let last = tokens().next_back();
             transfer_encoding = match (last, transfer_encoding) {
                 (Some(t), _) if t.eq_ignore_ascii_case(b"chunked") => {
                     Some(TransferEncoding::ChunkedLast)
