@@ -18,6 +18,7 @@ pub mod mapping;
 pub mod pipeline;
 pub mod router;
 pub mod server;
+pub mod timer;
 pub mod upstream;
 pub mod websocket;
 

@@ -12,6 +12,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::timer::ConnTimer;
 use crate::{pipeline, Gateway};
 
 #[derive(Debug, Clone)]
@@ -44,20 +45,6 @@ pub async fn serve(
     opts: ServerOptions,
     shutdown: CancellationToken,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout)
-        .max_buf_size(opts.max_head_bytes)
-        // As for upstream connections (upstream.rs): flattened writes cost less for API-sized
-        // responses.
-        .writev(false)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.max_connections));
     loop {
@@ -85,7 +72,7 @@ pub async fn serve(
             let client = client.clone();
             async move { Ok::<_, Infallible>(pipeline::handle(&gw, req, &client).await) }
         });
-        let conn = builder
+        let conn = conn_builder(&opts)
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let conn = graceful.watch(conn);
@@ -108,6 +95,26 @@ pub async fn serve(
         _ = drained => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(opts.drain_timeout) => tracing::warn!("drain timeout reached; closing remaining connections"),
     }
+}
+
+/// One connection's protocol settings. A builder per connection, because its header-read
+/// timer is the connection's own [`ConnTimer`] (re-armed per request, not re-created).
+fn conn_builder(opts: &ServerOptions) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(ConnTimer::default())
+        .header_read_timeout(opts.header_read_timeout)
+        .max_buf_size(opts.max_head_bytes)
+        // As for upstream connections (upstream.rs): flattened writes cost less for API-sized
+        // responses.
+        .writev(false)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
+    builder
 }
 
 /// Binds `addr` (use port 0 for an ephemeral port).

@@ -48,6 +48,8 @@ pub struct Invocation<'c> {
     /// Decoded query parameters, in order.
     pub query: Vec<(String, String)>,
     pub ctx: &'c mut RequestContext,
+    /// The connection the request came on.
+    pub client: &'c Client,
 }
 
 impl Invocation<'_> {
@@ -82,6 +84,8 @@ pub struct Client {
     pub addr: SocketAddr,
     /// `$context.identity.sourceIp` (IPv4-mapped IPv6 addresses shown as IPv4).
     pub source_ip: Arc<str>,
+    /// The integration timeout's timer, re-armed by each request on the connection.
+    pub integration_timer: crate::timer::SleepSlot,
 }
 
 impl Client {
@@ -89,6 +93,7 @@ impl Client {
         Client {
             addr,
             source_ip: crate::context::source_ip_string(addr.ip()).into(),
+            integration_timer: crate::timer::SleepSlot::default(),
         }
     }
 }
@@ -117,7 +122,7 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, client: &Client) -> Re
         }
     };
     let mut ctx = route::initial_context(&runtime, &req, client);
-    let routed = route::route(&runtime, req, &mut ctx, &gw.limits);
+    let routed = route::route(&runtime, req, &mut ctx, client, &gw.limits);
     let (mut response, stage) = match routed {
         Err(early) => (early.response, early.stage),
         Ok((inv, body)) => {

@@ -153,6 +153,7 @@ pub fn route<'c>(
     runtime: &Runtime,
     req: Request<Incoming>,
     ctx: &'c mut RequestContext,
+    client: &'c crate::pipeline::Client,
     limits: &Limits,
 ) -> Result<(Invocation<'c>, Incoming), Box<Early>> {
     let early = |response| {
@@ -281,6 +282,7 @@ pub fn route<'c>(
         path_params: m.params,
         query,
         ctx,
+        client,
     };
     Ok((inv, body))
 }

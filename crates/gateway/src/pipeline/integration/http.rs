@@ -245,7 +245,11 @@ async fn send(
 ) -> Result<Response<UpstreamBody>, GatewayError> {
     let started = Instant::now();
     let timeout = inv.method.integration.timeout;
-    let result = tokio::time::timeout(timeout, gw.upstream.request(req)).await;
+    let result = inv
+        .client
+        .integration_timer
+        .timeout(timeout, gw.upstream.request(req))
+        .await;
     outcome(inv, result, started)
 }
 
@@ -253,7 +257,7 @@ async fn send(
 /// gateway responses (timeout 504, unreachable 500, network error 502).
 fn outcome(
     inv: &mut Invocation<'_>,
-    result: Result<Result<Response<UpstreamBody>, UpstreamError>, tokio::time::error::Elapsed>,
+    result: Result<Result<Response<UpstreamBody>, UpstreamError>, crate::timer::Elapsed>,
     started: Instant,
 ) -> Result<Response<UpstreamBody>, GatewayError> {
     let timeout = inv.method.integration.timeout;
@@ -396,11 +400,14 @@ pub async fn proxy(
     *req.headers_mut() = headers;
     let started = Instant::now();
     let timeout = inv.method.integration.timeout;
-    let result = tokio::time::timeout(
-        timeout,
-        gw.upstream.request_rewriting(req, remap_response_header),
-    )
-    .await;
+    let result = inv
+        .client
+        .integration_timer
+        .timeout(
+            timeout,
+            gw.upstream.request_rewriting(req, remap_response_header),
+        )
+        .await;
     let resp = outcome(inv, result, started)?;
     let (parts, body) = resp.into_parts();
     let mut out = Response::new(Body::Upstream(body));

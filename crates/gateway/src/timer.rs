@@ -1,0 +1,149 @@
+//! Per-connection timers that are re-armed rather than re-created.
+//!
+//! Every request on a keep-alive connection arms two deadlines: hyper's header-read timeout
+//! (slowloris protection) and the integration timeout. A fresh tokio timer each time costs an
+//! allocation, a registration in the timer wheel and a removal. Worse, a registration that
+//! is earlier than the runtime's next planned wake-up makes tokio wake its own driver through
+//! the eventfd: a system call and a spurious epoll round every few requests
+//! (bench/README.md).
+//!
+//! A [`SleepSlot`] keeps one timer per connection and purpose. Re-arming it for a later
+//! deadline is one atomic update in tokio (`Sleep::reset` extends a registered entry in
+//! place); the wheel entry fires at most once per timeout period and is moved on then. A
+//! request that finds the slot in use (HTTP/2 streams in parallel) gets a timer of its own.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::time::Sleep;
+
+/// One reusable timer.
+#[derive(Debug, Clone, Default)]
+pub struct SleepSlot(Arc<Mutex<Option<Pin<Box<Sleep>>>>>);
+
+impl SleepSlot {
+    /// A timer that fires at `deadline`, the slot's own when it is free.
+    pub fn sleep_until(&self, deadline: Instant) -> SlotSleep {
+        let cached = self.0.lock().ok().and_then(|mut s| s.take());
+        let sleep = match cached {
+            Some(mut s) => {
+                s.as_mut().reset(deadline.into());
+                s
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline.into())),
+        };
+        SlotSleep {
+            sleep: Some(sleep),
+            slot: self.clone(),
+        }
+    }
+
+    /// Runs `fut` for at most `limit` (as `tokio::time::timeout`).
+    pub async fn timeout<F: Future>(&self, limit: Duration, fut: F) -> Result<F::Output, Elapsed> {
+        let sleep = self.sleep_until((tokio::time::Instant::now() + limit).into_std());
+        let mut fut = std::pin::pin!(fut);
+        let mut sleep = std::pin::pin!(sleep);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(v));
+            }
+            sleep.as_mut().poll(cx).map(|()| Err(Elapsed))
+        })
+        .await
+    }
+}
+
+/// The deadline passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+/// A timer taken from a [`SleepSlot`]; goes back to it when dropped.
+#[derive(Debug)]
+pub struct SlotSleep {
+    sleep: Option<Pin<Box<Sleep>>>,
+    slot: SleepSlot,
+}
+
+impl Future for SlotSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.sleep.as_mut() {
+            Some(s) => s.as_mut().poll(cx),
+            None => Poll::Ready(()),
+        }
+    }
+}
+
+impl Drop for SlotSleep {
+    fn drop(&mut self) {
+        if let (Some(s), Ok(mut slot)) = (self.sleep.take(), self.slot.0.lock()) {
+            if slot.is_none() {
+                *slot = Some(s);
+            }
+        }
+    }
+}
+
+impl hyper::rt::Sleep for SlotSleep {}
+
+/// hyper's timer for one connection: its header-read deadline reuses one [`SleepSlot`].
+#[derive(Debug, Clone, Default)]
+pub struct ConnTimer(SleepSlot);
+
+impl hyper::rt::Timer for ConnTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(self.0.sleep_until(Instant::now() + duration))
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(self.0.sleep_until(deadline))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tokio's clock, which paused time advances (std's does not).
+    fn now() -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slot_timers_fire_time_out_and_are_reused() {
+        let slot = SleepSlot::default();
+        let start = now();
+        slot.sleep_until(start + Duration::from_millis(50)).await;
+        assert!(now().duration_since(start) >= Duration::from_millis(50));
+        // The slot's timer is back and re-armed for a later deadline.
+        assert!(slot.0.lock().expect("lock").is_some());
+        let again = now();
+        slot.sleep_until(again + Duration::from_millis(80)).await;
+        assert!(now().duration_since(again) >= Duration::from_millis(80));
+
+        let slow = slot.timeout(
+            Duration::from_millis(10),
+            tokio::time::sleep(Duration::from_secs(1)),
+        );
+        assert_eq!(slow.await, Err(Elapsed));
+        let fast = slot.timeout(Duration::from_secs(1), async { 7 });
+        assert_eq!(fast.await, Ok(7));
+        // A second user while the slot's timer is taken gets its own.
+        let a = slot.sleep_until(now() + Duration::from_millis(30));
+        let b = slot.sleep_until(now() + Duration::from_millis(20));
+        let t = now();
+        b.await;
+        assert!(now().duration_since(t) >= Duration::from_millis(20));
+        a.await;
+        assert!(now().duration_since(t) >= Duration::from_millis(30));
+        // A deadline earlier than the re-armed timer's is honoured too.
+        let t = now();
+        drop(slot.sleep_until(t + Duration::from_secs(60)));
+        slot.sleep_until(t + Duration::from_millis(5)).await;
+        assert!(now().duration_since(t) < Duration::from_secs(1));
+    }
+}
