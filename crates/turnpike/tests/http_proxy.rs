@@ -521,3 +521,130 @@ async fn stale_pooled_connections_are_replaced() {
     assert!(accepted.load(Ordering::SeqCst) >= 120);
     backend.abort();
 }
+
+/// Backend responses framed every way HTTP/1.1 allows, from a scripted raw-TCP backend:
+/// chunked (with extensions and trailers), delimited by the connection's end, after 1xx interim
+/// responses, HEAD and 204 without a body, and a response with conflicting lengths (a network
+/// error to AWS: 504 INTEGRATION_FAILURE, spec §6.4).
+/// Keep-alive connections are reused only where the framing allows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_response_framing() {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let backend = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    // One request head at a time (these requests have no body).
+                    let end = loop {
+                        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => got.extend_from_slice(&buf[..k]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&got[..end]).to_string();
+                    got.drain(..end);
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                    let (reply, close): (&[u8], bool) = match path.as_str() {
+                        "/chunked" => (
+                            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+                            false,
+                        ),
+                        "/until-close" => (
+                            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+                            true,
+                        ),
+                        "/interim" => (
+                            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+                            false,
+                        ),
+                        "/head" => (
+                            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\r\n",
+                            false,
+                        ),
+                        "/empty" => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
+                        "/conflict" => (
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nokk",
+                            true,
+                        ),
+                        "/closing" => (
+                            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 6\r\n\r\nclosed",
+                            true,
+                        ),
+                        _ => (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nkept", false),
+                    };
+                    if s.write_all(reply).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let dir = temp_dir();
+    let def = openapi(
+        "Framing",
+        json!({"/{proxy+}": {"x-amazon-apigateway-any-method": http_proxy_op(
+            &format!("http://{addr}/{{proxy}}"),
+            json!({"integration.request.path.proxy": "method.request.path.proxy"}),
+            path_params(&["proxy"]),
+        )}}),
+    );
+    write_json(dir.path(), "api.json", &def);
+    let file = project(dir.path(), "api.json", API_ID, "dev", "");
+    let tp = Turnpike::serve_with(&file, &["--workers", "1"]);
+    let c = client();
+    let r = send(c.get(tp.url("/dev/chunked"))).await;
+    assert_eq!((r.status, r.text()), (200, "hello world".to_string()));
+    assert!(
+        r.header("x-trailer").is_none(),
+        "trailers are not passed on"
+    );
+    let r = send(c.get(tp.url("/dev/until-close"))).await;
+    assert_eq!((r.status, r.text()), (200, "until the end".to_string()));
+    let r = send(c.get(tp.url("/dev/interim"))).await;
+    assert_eq!((r.status, r.text()), (201, "ok".to_string()));
+    assert!(r.header("link").is_none(), "interim headers are not merged");
+    let r = send(c.head(tp.url("/dev/head"))).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("1234"));
+    let r = send(c.get(tp.url("/dev/empty"))).await;
+    assert_eq!((r.status, r.text()), (204, String::new()));
+    let r = send(c.get(tp.url("/dev/conflict"))).await;
+    assert_eq!(r.status, 504);
+    assert_eq!(r.json(), json!({"message": "Internal server error"}));
+    let r = send(c.get(tp.url("/dev/closing"))).await;
+    assert_eq!((r.status, r.text()), (200, "closed".to_string()));
+
+    // Reuse: the kept-alive connection serves requests in turn; what ended by closing (until
+    // the end, conflict, `Connection: close`) was not put back in the pool.
+    let before = accepted.load(Ordering::SeqCst);
+    for i in 0..5 {
+        let r = send(c.get(tp.url(&format!("/dev/kept/{i}")))).await;
+        assert_eq!((r.status, r.text()), (200, "kept".to_string()));
+        let r = send(c.head(tp.url("/dev/head"))).await;
+        assert_eq!(r.status, 200);
+        let r = send(c.get(tp.url("/dev/chunked"))).await;
+        assert_eq!(r.text(), "hello world");
+    }
+    let after = accepted.load(Ordering::SeqCst);
+    assert!(
+        after - before <= 1,
+        "15 requests after the closing ones took {} new connections",
+        after - before
+    );
+    backend.abort();
+}

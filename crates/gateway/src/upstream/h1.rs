@@ -920,4 +920,46 @@ mod tests {
         assert_eq!(itoa_usize(0, &mut [0; 20]), b"0");
         assert_eq!(itoa_usize(10_485_760, &mut [0; 20]), b"10485760");
     }
+
+    /// A backend that answers before reading the request (and then stops reading) must not
+    /// stall the upload: the answer is taken, and the connection is not reused.
+    #[tokio::test]
+    async fn an_early_answer_ends_the_upload() {
+        use http_body_util::BodyExt;
+        use tokio::io::AsyncWriteExt;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            s.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!")
+                .await
+                .expect("write");
+            // Hold the connection open without reading from it.
+            tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+            drop(s);
+        });
+        let pool = Arc::new(Pool::default());
+        let authority = Authority::try_from(addr.to_string().as_str()).expect("authority");
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = Method::POST;
+        parts.uri = http::Uri::from_static("/upload");
+        // Far more than the kernel's socket buffers hold.
+        let body = Bytes::from(vec![b'x'; 64 * 1024 * 1024]);
+        let resp = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            pool.request(parts, Some(body), &authority, None),
+        )
+        .await
+        .expect("the upload does not stall")
+        .expect("the early answer");
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&body[..], b"big!");
+        let idle = pool.idle.lock().expect("lock");
+        assert!(idle.get(authority.as_str()).is_none_or(Vec::is_empty));
+        server.abort();
+    }
 }
