@@ -222,9 +222,9 @@ impl Conn {
         let received_any = early;
         let head = self.read_head(received_any, rewrite).await?;
         let mut framing = framing(head_only, &head)?;
-        if early {
-            // The backend answered before taking the whole request: the connection's state
-            // is unknown, so it is not reused.
+        // The backend answered before taking the whole request, or switched protocols: the
+        // connection is not reused.
+        if early || head.status == StatusCode::SWITCHING_PROTOCOLS {
             framing.close_after();
         }
         Ok((head, framing))
@@ -322,7 +322,9 @@ fn is_idempotent(m: &Method) -> bool {
 }
 
 /// `METHOD /path?query HTTP/1.1`, the headers as given (names in lower case, as hyper writes
-/// them), `Host` and `Content-Length` when missing.
+/// them), `Host` when missing, and the body's true length. The body is always sent whole, so
+/// a `Transfer-Encoding` or a stale `Content-Length` from mapping is never passed on: a
+/// backend reading either would frame the request differently (request smuggling).
 fn encode_head(
     parts: &http::request::Parts,
     authority: &Authority,
@@ -334,7 +336,12 @@ fn encode_head(
     let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     out.extend_from_slice(if pq.is_empty() { b"/" } else { pq.as_bytes() });
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut had_length = false;
     for (name, value) in &parts.headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            had_length = true;
+            continue;
+        }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
@@ -354,7 +361,7 @@ fn encode_head(
             | Method::TRACE
             | Method::CONNECT
     );
-    if !parts.headers.contains_key(header::CONTENT_LENGTH) && (body_len > 0 || payload_method) {
+    if had_length || body_len > 0 || payload_method {
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(itoa_usize(body_len, &mut [0u8; 20]));
         out.extend_from_slice(b"\r\n");
@@ -910,12 +917,27 @@ mod tests {
         *req.uri_mut() = "/a/b?x=1".parse().expect("uri");
         req.headers_mut()
             .insert("x-one", HeaderValue::from_static("1"));
-        let (parts, ()) = req.into_parts();
+        let (mut parts, ()) = req.into_parts();
         let mut out = Vec::new();
         encode_head(&parts, &Authority::from_static("h:8080"), 3, &mut out);
         assert_eq!(
             String::from_utf8_lossy(&out),
             "POST /a/b?x=1 HTTP/1.1\r\nx-one: 1\r\nhost: h:8080\r\ncontent-length: 3\r\n\r\n"
+        );
+        // Framing headers from the caller are replaced by the body's own length.
+        parts.method = Method::GET;
+        parts.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
+        out.clear();
+        encode_head(&parts, &Authority::from_static("h:8080"), 0, &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "GET /a/b?x=1 HTTP/1.1\r\nx-one: 1\r\nhost: h:8080\r\ncontent-length: 0\r\n\r\n"
         );
         assert_eq!(itoa_usize(0, &mut [0; 20]), b"0");
         assert_eq!(itoa_usize(10_485_760, &mut [0; 20]), b"10485760");
