@@ -30,7 +30,9 @@ use http_body::{Frame, SizeHint};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use super::{HeaderRewrite, UpstreamError, CONNECT_TIMEOUT, IDLE_TIMEOUT, MAX_IDLE_PER_HOST};
+use super::{
+    HeaderRewrite, HeaderSource, UpstreamError, CONNECT_TIMEOUT, IDLE_TIMEOUT, MAX_IDLE_PER_HOST,
+};
 
 /// Largest response head accepted (hyper's client default is about the same).
 const MAX_HEAD_BYTES: usize = 400 * 1024;
@@ -80,16 +82,24 @@ impl Pool {
     /// the body streams after. `parts.uri` needs only its path and query.
     pub(super) async fn request(
         self: &Arc<Self>,
-        parts: http::request::Parts,
+        method: &Method,
+        path_and_query: &str,
+        headers: &(dyn HeaderSource + Sync),
         body: Option<Bytes>,
         authority: &Authority,
         rewrite: Option<HeaderRewrite>,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         let body_len = body.as_ref().map_or(0, Bytes::len);
         let coalesce = body_len <= COALESCE_BODY;
-        let mut out =
-            Vec::with_capacity(256 + parts.headers.len() * 48 + body_len.min(COALESCE_BODY));
-        encode_head(&parts, authority, body_len, &mut out);
+        let mut out = Vec::with_capacity(1024 + body_len.min(COALESCE_BODY));
+        encode_head(
+            method,
+            path_and_query,
+            headers,
+            authority,
+            body_len,
+            &mut out,
+        );
         let tail = match body {
             Some(b) if coalesce => {
                 out.extend_from_slice(&b);
@@ -97,8 +107,8 @@ impl Pool {
             }
             other => other,
         };
-        let idempotent = is_idempotent(&parts.method);
-        let head_only = parts.method == Method::HEAD;
+        let idempotent = is_idempotent(method);
+        let head_only = method == Method::HEAD;
         loop {
             let (mut conn, reused) = match self.checkout(authority.as_str()) {
                 Some(c) => (c, true),
@@ -326,34 +336,42 @@ fn is_idempotent(m: &Method) -> bool {
 /// a `Transfer-Encoding` or a stale `Content-Length` from mapping is never passed on: a
 /// backend reading either would frame the request differently (request smuggling).
 fn encode_head(
-    parts: &http::request::Parts,
+    method: &Method,
+    path_and_query: &str,
+    headers: &dyn HeaderSource,
     authority: &Authority,
     body_len: usize,
     out: &mut Vec<u8>,
 ) {
-    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
-    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    out.extend_from_slice(if pq.is_empty() { b"/" } else { pq.as_bytes() });
+    let pq = if path_and_query.is_empty() {
+        "/"
+    } else {
+        path_and_query
+    };
+    out.extend_from_slice(pq.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut had_length = false;
-    for (name, value) in &parts.headers {
+    let mut had_host = false;
+    headers.for_each(&mut |name, value| {
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
             had_length = true;
-            continue;
+            return;
         }
+        had_host |= name == header::HOST;
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
-    }
-    if !parts.headers.contains_key(header::HOST) {
+    });
+    if !had_host {
         out.extend_from_slice(b"host: ");
         out.extend_from_slice(authority.as_str().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     let payload_method = !matches!(
-        parts.method,
+        *method,
         Method::GET
             | Method::HEAD
             | Method::DELETE
@@ -912,29 +930,23 @@ mod tests {
 
     #[test]
     fn encodes_request_heads() {
-        let mut req = http::Request::new(());
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = "/a/b?x=1".parse().expect("uri");
-        req.headers_mut()
-            .insert("x-one", HeaderValue::from_static("1"));
-        let (mut parts, ()) = req.into_parts();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-one", HeaderValue::from_static("1"));
+        let h = Authority::from_static("h:8080");
         let mut out = Vec::new();
-        encode_head(&parts, &Authority::from_static("h:8080"), 3, &mut out);
+        encode_head(&Method::POST, "/a/b?x=1", &headers, &h, 3, &mut out);
         assert_eq!(
             String::from_utf8_lossy(&out),
             "POST /a/b?x=1 HTTP/1.1\r\nx-one: 1\r\nhost: h:8080\r\ncontent-length: 3\r\n\r\n"
         );
         // Framing headers from the caller are replaced by the body's own length.
-        parts.method = Method::GET;
-        parts.headers.insert(
+        headers.insert(
             header::TRANSFER_ENCODING,
             HeaderValue::from_static("chunked"),
         );
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
         out.clear();
-        encode_head(&parts, &Authority::from_static("h:8080"), 0, &mut out);
+        encode_head(&Method::GET, "/a/b?x=1", &headers, &h, 0, &mut out);
         assert_eq!(
             String::from_utf8_lossy(&out),
             "GET /a/b?x=1 HTTP/1.1\r\nx-one: 1\r\nhost: h:8080\r\ncontent-length: 0\r\n\r\n"
@@ -965,14 +977,19 @@ mod tests {
         });
         let pool = Arc::new(Pool::default());
         let authority = Authority::try_from(addr.to_string().as_str()).expect("authority");
-        let (mut parts, ()) = http::Request::new(()).into_parts();
-        parts.method = Method::POST;
-        parts.uri = http::Uri::from_static("/upload");
         // Far more than the kernel's socket buffers hold.
         let body = Bytes::from(vec![b'x'; 64 * 1024 * 1024]);
+        let headers = HeaderMap::new();
         let resp = tokio::time::timeout(
             std::time::Duration::from_secs(10),
-            pool.request(parts, Some(body), &authority, None),
+            pool.request(
+                &Method::POST,
+                "/upload",
+                &headers,
+                Some(body),
+                &authority,
+                None,
+            ),
         )
         .await
         .expect("the upload does not stall")

@@ -29,6 +29,35 @@ pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// `Date`, `Server` and the like), so that the caller does not rebuild the map afterwards.
 pub type HeaderRewrite = fn(&mut http::HeaderMap, http::HeaderName, http::HeaderValue);
 
+/// Headers for an outgoing request, read once as its head is written. HTTP_PROXY's are the
+/// client's less a few, plus a few of the gateway's own: written straight from those, they cost
+/// no `HeaderMap` of their own on the plain-HTTP path.
+pub trait HeaderSource {
+    /// Calls `f` with every header line, in the order they are sent.
+    fn for_each(&self, f: &mut dyn FnMut(&http::HeaderName, &http::HeaderValue));
+
+    /// The same headers as a map (for hyper's client).
+    fn to_map(&self) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        self.for_each(&mut |n, v| {
+            map.append(n.clone(), v.clone());
+        });
+        map
+    }
+}
+
+impl HeaderSource for http::HeaderMap {
+    fn for_each(&self, f: &mut dyn FnMut(&http::HeaderName, &http::HeaderValue)) {
+        for (n, v) in self {
+            f(n, v);
+        }
+    }
+
+    fn to_map(&self) -> http::HeaderMap {
+        self.clone()
+    }
+}
+
 /// How long an unused pooled connection is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per backend authority.
@@ -120,12 +149,30 @@ impl Upstream {
         self.send(req, None).await
     }
 
-    /// [`Upstream::request`], with every response header passed through `rewrite`.
-    pub async fn request_rewriting(
+    /// Sends a request whose headers come from `headers`, with every response header passed
+    /// through `rewrite` (HTTP_PROXY's renaming). `uri` is absolute.
+    pub async fn proxy(
         &self,
-        req: Request<Body>,
+        method: http::Method,
+        uri: http::Uri,
+        headers: &(dyn HeaderSource + Sync),
+        body: Body,
         rewrite: HeaderRewrite,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        if uri.scheme() == Some(&Scheme::HTTP) {
+            if let (Body::Full(full), Some(authority)) = (&body, uri.authority()) {
+                let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+                let resp = self
+                    .h1
+                    .request(&method, pq, headers, full.clone(), authority, Some(rewrite))
+                    .await?;
+                return Ok(resp.map(UpstreamBody::H1));
+            }
+        }
+        let mut req = Request::new(body);
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers.to_map();
         self.send(req, Some(rewrite)).await
     }
 
@@ -136,15 +183,14 @@ impl Upstream {
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let lean = req.uri().scheme() == Some(&Scheme::HTTP) && matches!(req.body(), Body::Full(_));
         let req = if lean {
-            let (mut parts, body) = req.into_parts();
-            match (body, parts.uri.authority().cloned()) {
+            let (parts, body) = req.into_parts();
+            match (body, parts.uri.authority()) {
                 (Body::Full(body), Some(authority)) => {
-                    // HTTP/1 requests go out in origin form (`/path?query`).
-                    parts.uri = parts.uri.path_and_query().map_or_else(
-                        || http::Uri::from_static("/"),
-                        |pq| http::Uri::from(pq.clone()),
-                    );
-                    let resp = self.h1.request(parts, body, &authority, rewrite).await?;
+                    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+                    let resp = self
+                        .h1
+                        .request(&parts.method, pq, &parts.headers, body, authority, rewrite)
+                        .await?;
                     return Ok(resp.map(UpstreamBody::H1));
                 }
                 (body, _) => Request::from_parts(parts, body),

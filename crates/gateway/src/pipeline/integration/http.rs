@@ -319,59 +319,105 @@ fn add_gateway_headers(h: &mut HeaderMap, inv: &Invocation<'_>) {
     );
 }
 
-/// The `Host` a plain-HTTP backend with a literal origin gets (unless mapping set one), built
-/// at deploy time; the upstream pool would otherwise build it from the URI per request. TLS
-/// backends get theirs from hyper's client, which leaves out a default port.
-fn add_static_host(h: &mut HeaderMap, inv: &Invocation<'_>) {
-    let Some(origin) = inv
-        .method
-        .integration
-        .uri
-        .as_ref()
-        .and_then(|t| t.static_origin.as_ref())
-    else {
-        return;
-    };
-    if origin.scheme == http::uri::Scheme::HTTP {
-        if let header::Entry::Vacant(e) = h.entry(header::HOST) {
-            e.insert(origin.host.clone());
-        }
-    }
-}
-
 fn default_user_agent(inv: &Invocation<'_>) -> HeaderValue {
     inv.api.headers.user_agent.clone()
 }
 
 /// The headers an HTTP_PROXY backend receives: the client's, less what AWS drops, with the
-/// mapped ones on top and AWS's own added.
-fn proxy_headers(
-    inv: &Invocation<'_>,
-    mapped: &IntegrationRequest,
-) -> Result<HeaderMap, GatewayError> {
-    // The client's headers stay with the invocation (gateway responses may map them), so the
-    // backend gets a copy, built in one pass and sized for what is added below: growing a
-    // `HeaderMap` rehashes it, and a client's map is sized for its own few headers.
-    let src = &inv.parts.headers;
-    let mut headers = HeaderMap::with_capacity(src.len() + mapped.headers.len() + 6);
-    for (name, value) in src {
-        if !dropped_request_header(name.as_str()) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    if !mapped.headers.is_empty() {
+/// mapped ones on top and AWS's own added. Kept as the client's map plus a short list, and
+/// written straight into the backend request's head: a copy of the client's map cost more
+/// than the rest of the header handling (`crate::upstream::HeaderSource`).
+struct ProxyHeaders<'a> {
+    client: &'a HeaderMap,
+    /// Mapped and gateway-set headers; a client header of the same name is not sent.
+    set: Vec<(HeaderName, HeaderValue)>,
+    /// Mapping ran: hop-by-hop headers are dropped after it, the client's included.
+    mapped: bool,
+}
+
+impl<'a> ProxyHeaders<'a> {
+    fn new(
+        inv: &'a Invocation<'_>,
+        mapped: &IntegrationRequest,
+        len: Option<usize>,
+    ) -> Result<Self, GatewayError> {
+        let mut h = ProxyHeaders {
+            client: &inv.parts.headers,
+            set: Vec::with_capacity(mapped.headers.len() + 5),
+            mapped: !mapped.headers.is_empty(),
+        };
         for (k, v) in &mapped.headers {
-            headers.insert(header_name(k)?, header_value(v)?);
+            let name = header_name(k)?;
+            let value = header_value(v)?;
+            // Mapping may not bring back what AWS drops.
+            if !dropped_after_mapping(name.as_str()) {
+                h.set(name, value);
+            }
         }
-        // Mapping may not bring back what AWS drops (the client's were removed above).
-        drop_hop_by_hop(&mut headers);
+        if let Some(v) = inv
+            .ctx
+            .trace_id
+            .as_deref()
+            .and_then(|t| HeaderValue::from_str(t).ok())
+        {
+            h.set(crate::headers::X_AMZN_TRACE_ID.clone(), v);
+        }
+        h.set(
+            crate::headers::X_AMZN_APIGATEWAY_API_ID.clone(),
+            inv.api.headers.api_id.clone(),
+        );
+        if !h.has(&header::USER_AGENT) && !h.client.contains_key(header::USER_AGENT) {
+            h.set.push((header::USER_AGENT, default_user_agent(inv)));
+        }
+        // A plain-HTTP backend with a literal origin gets its `Host` built at deploy time (the
+        // client's is never passed on); TLS backends get theirs from hyper's client, which
+        // leaves out a default port.
+        if let Some(origin) = inv
+            .method
+            .integration
+            .uri
+            .as_ref()
+            .and_then(|t| t.static_origin.as_ref())
+        {
+            if origin.scheme == http::uri::Scheme::HTTP && !h.has(&header::HOST) {
+                h.set.push((header::HOST, origin.host.clone()));
+            }
+        }
+        if let Some(len) = len {
+            h.set(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        Ok(h)
     }
-    add_gateway_headers(&mut headers, inv);
-    if !headers.contains_key(header::USER_AGENT) {
-        headers.insert(header::USER_AGENT, default_user_agent(inv));
+
+    fn has(&self, name: &HeaderName) -> bool {
+        self.set.iter().any(|(n, _)| n == name)
     }
-    add_static_host(&mut headers, inv);
-    Ok(headers)
+
+    /// Sets `name` to `value` alone (as `HeaderMap::insert`).
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        match self.set.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.set.push((name, value)),
+        }
+    }
+}
+
+impl crate::upstream::HeaderSource for ProxyHeaders<'_> {
+    fn for_each(&self, f: &mut dyn FnMut(&HeaderName, &HeaderValue)) {
+        for (name, value) in self.client {
+            let s = name.as_str();
+            if dropped_request_header(s)
+                || (self.mapped && dropped_after_mapping(s))
+                || self.has(name)
+            {
+                continue;
+            }
+            f(name, value);
+        }
+        for (name, value) in &self.set {
+            f(name, value);
+        }
+    }
 }
 
 /// HTTP_PROXY: stream the request to the backend and its response back.
@@ -383,31 +429,27 @@ pub async fn proxy(
     inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
     let mapped = integration_request::map_parameters(inv, &[])?;
     let uri = backend_uri(inv, &mapped, inv.parts.uri.query())?;
-    let mut headers = proxy_headers(inv, &mapped)?;
     let limit = gw.limits.max_payload_bytes;
     let body = match body {
         http_body_util::Either::Left(incoming) => small_or_stream(incoming, limit).await?,
         // Already buffered by the access steps (AWS_IAM hashes the payload).
         buffered => Body::full(crate::pipeline::read_body(buffered, limit).await?),
     };
-    if let Body::Full(b) = &body {
-        let len = b.as_ref().map_or(0, |b| b.len());
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    }
-    let mut req = Request::new(body);
-    *req.method_mut() = outgoing_method(inv);
-    *req.uri_mut() = uri;
-    *req.headers_mut() = headers;
+    let len = match &body {
+        Body::Full(b) => Some(b.as_ref().map_or(0, |b| b.len())),
+        _ => None,
+    };
+    let method = outgoing_method(inv);
     let started = Instant::now();
     let timeout = inv.method.integration.timeout;
-    let result = inv
-        .client
-        .integration_timer
-        .timeout(
-            timeout,
-            gw.upstream.request_rewriting(req, remap_response_header),
-        )
-        .await;
+    let result = {
+        let inv: &Invocation<'_> = inv;
+        let headers = ProxyHeaders::new(inv, &mapped, len)?;
+        let call = gw
+            .upstream
+            .proxy(method, uri, &headers, body, remap_response_header);
+        inv.client.integration_timer.timeout(timeout, call).await
+    };
     let resp = outcome(inv, result, started)?;
     let (parts, body) = resp.into_parts();
     let mut out = Response::new(Body::Upstream(body));
