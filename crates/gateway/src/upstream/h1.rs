@@ -447,12 +447,29 @@ fn parse_head(
             }
             Err(_) => return Err(UpstreamError::Protocol("invalid response head")),
         };
+        // Where a slice of `buf` starts; anything else (never seen: httparse slices the
+        // buffer) becomes an out-of-range span, which the checked slicing below rejects.
         let base = buf.as_ptr() as usize;
-        let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        let offset = |s: &[u8]| {
+            (s.as_ptr() as usize)
+                .checked_sub(base)
+                .and_then(|o| u32::try_from(o).ok())
+                .unwrap_or(u32::MAX)
+        };
         for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
             let n = offset(h.name.as_bytes());
-            let v = offset(h.value);
-            *span = (n, n + h.name.len() as u32, v, v + h.value.len() as u32);
+            // An empty value needs no position.
+            let v = if h.value.is_empty() {
+                0
+            } else {
+                offset(h.value)
+            };
+            *span = (
+                n,
+                n.saturating_add(h.name.len() as u32),
+                v,
+                v.saturating_add(h.value.len() as u32),
+            );
         }
         (
             len,
@@ -472,10 +489,21 @@ fn parse_head(
     let mut transfer_encoding = None;
     let mut length = Length::Absent;
     for &(ns, ne, vs, ve) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
-            .map_err(|_| UpstreamError::Protocol("invalid header name in the response"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
-            .map_err(|_| UpstreamError::Protocol("invalid header value in the response"))?;
+        let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
+        let name = head
+            .get(ns..ne)
+            .and_then(|n| HeaderName::from_bytes(n).ok())
+            .ok_or(UpstreamError::Protocol(
+                "invalid header name in the response",
+            ))?;
+        let value = if ve > head.len() || vs > ve {
+            return Err(UpstreamError::Protocol(
+                "invalid header value in the response",
+            ));
+        } else {
+            HeaderValue::from_maybe_shared(head.slice(vs..ve))
+                .map_err(|_| UpstreamError::Protocol("invalid header value in the response"))?
+        };
         let tokens = || {
             value
                 .as_bytes()
@@ -853,7 +881,12 @@ mod tests {
 
     #[test]
     fn parses_heads_and_keep_alive() {
-        let h = head("HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-A: 1\r\nX-A: 2\r\n\r\n");
+        let h =
+            head("HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-A: 1\r\nX-A: 2\r\nX-E:\r\n\r\n");
+        assert_eq!(
+            h.headers.get("x-e").map(HeaderValue::as_bytes),
+            Some(&b""[..])
+        );
         assert_eq!(h.status, StatusCode::CREATED);
         assert!(h.keep_alive);
         assert_eq!(h.headers.get_all("x-a").iter().count(), 2);
