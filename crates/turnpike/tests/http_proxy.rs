@@ -445,52 +445,27 @@ async fn http2_clients_are_served() {
 /// a request that did not go out is retried on a fresh connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_pooled_connections_are_replaced() {
-    use std::sync::atomic::AtomicUsize;
-    use std::sync::Arc;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    let backend = tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let n = count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 16 * 1024];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => got.extend_from_slice(&buf[..k]),
-                    }
-                }
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
-                    .await;
-                // Half the connections linger a moment (stale while idle in the pool), the
-                // others close at once (stale by the time the next request is written).
-                if n.is_multiple_of(2) {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                drop(s);
-            });
+    let (addr, accepted, backend) = raw_backend(|mut s, n| async move {
+        let mut got = Vec::new();
+        if read_head(&mut s, &mut got).await.is_none() {
+            return;
         }
-    });
-    let dir = temp_dir();
-    let def = openapi(
-        "Stale",
-        json!({"/{proxy+}": {"x-amazon-apigateway-any-method": http_proxy_op(
-            &format!("http://{addr}/{{proxy}}"),
-            json!({"integration.request.path.proxy": "method.request.path.proxy"}),
-            path_params(&["proxy"]),
-        )}}),
-    );
-    write_json(dir.path(), "api.json", &def);
-    let file = project(dir.path(), "api.json", API_ID, "dev", "");
-    let tp = Turnpike::serve(&file);
+        let _ = s
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+            )
+            .await;
+        // Half the connections linger a moment (stale while idle in the pool), the others
+        // close at once (stale by the time the next request is written).
+        if n.is_multiple_of(2) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(s);
+    })
+    .await;
+    let (_dir, tp) = serve_raw_proxy(addr, &[]);
     let c = client();
     for i in 0..40 {
         let r = send(c.get(tp.url(&format!("/dev/seq/{i}")))).await;
@@ -529,83 +504,48 @@ async fn stale_pooled_connections_are_replaced() {
 /// Keep-alive connections are reused only where the framing allows it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_response_framing() {
-    use std::sync::atomic::AtomicUsize;
-    use std::sync::Arc;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    let backend = tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut buf = vec![0u8; 16 * 1024];
-                loop {
-                    // One request head at a time (these requests have no body).
-                    let end = loop {
-                        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(k) => got.extend_from_slice(&buf[..k]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&got[..end]).to_string();
-                    got.drain(..end);
-                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
-                    let (reply, close): (&[u8], bool) = match path.as_str() {
-                        "/chunked" => (
-                            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
-                            false,
-                        ),
-                        "/until-close" => (
-                            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
-                            true,
-                        ),
-                        "/interim" => (
-                            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
-                            false,
-                        ),
-                        "/head" => (
-                            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\r\n",
-                            false,
-                        ),
-                        "/empty" => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
-                        "/conflict" => (
-                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nokk",
-                            true,
-                        ),
-                        "/closing" => (
-                            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 6\r\n\r\nclosed",
-                            true,
-                        ),
-                        _ => (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nkept", false),
-                    };
-                    if s.write_all(reply).await.is_err() || close {
-                        return;
-                    }
-                }
-            });
+    let (addr, accepted, backend) = raw_backend(|mut s, _| async move {
+        let mut got = Vec::new();
+        // These requests have no body: one head after the other.
+        while let Some(head) = read_head(&mut s, &mut got).await {
+            let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+            let (reply, close): (&[u8], bool) = match path.as_str() {
+                "/chunked" => (
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+                    false,
+                ),
+                "/until-close" => (
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+                    true,
+                ),
+                "/interim" => (
+                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+                    false,
+                ),
+                "/head" => (
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\r\n",
+                    false,
+                ),
+                "/empty" => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
+                "/conflict" => (
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nokk",
+                    true,
+                ),
+                "/closing" => (
+                    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 6\r\n\r\nclosed",
+                    true,
+                ),
+                _ => (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nkept", false),
+            };
+            if s.write_all(reply).await.is_err() || close {
+                return;
+            }
         }
-    });
-    let dir = temp_dir();
-    let def = openapi(
-        "Framing",
-        json!({"/{proxy+}": {"x-amazon-apigateway-any-method": http_proxy_op(
-            &format!("http://{addr}/{{proxy}}"),
-            json!({"integration.request.path.proxy": "method.request.path.proxy"}),
-            path_params(&["proxy"]),
-        )}}),
-    );
-    write_json(dir.path(), "api.json", &def);
-    let file = project(dir.path(), "api.json", API_ID, "dev", "");
-    let tp = Turnpike::serve_with(&file, &["--workers", "1"]);
+    })
+    .await;
+    let (_dir, tp) = serve_raw_proxy(addr, &["--workers", "1"]);
     let c = client();
     let r = send(c.get(tp.url("/dev/chunked"))).await;
     assert_eq!((r.status, r.text()), (200, "hello world".to_string()));
@@ -647,4 +587,68 @@ async fn backend_response_framing() {
         after - before
     );
     backend.abort();
+}
+
+/// A raw-TCP backend on an ephemeral port: `serve` handles each accepted connection, given its
+/// sequence number. Returns the address, the count of connections accepted, and the task.
+async fn raw_backend<F, Fut>(
+    serve: F,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    F: Fn(tokio::net::TcpStream, usize) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve(s, n));
+        }
+    });
+    (addr, accepted, task)
+}
+
+/// Reads one request head from `s` (bytes past it stay in `got`); `None` once the connection
+/// ends.
+async fn read_head(s: &mut tokio::net::TcpStream, got: &mut Vec<u8>) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 16 * 1024];
+    let end = loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(k) => got.extend_from_slice(&buf[..k]),
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..end]).to_string();
+    got.drain(..end);
+    Some(head)
+}
+
+/// Serves `/{proxy+}` as an HTTP_PROXY to `backend`, stage `dev`.
+fn serve_raw_proxy(backend: std::net::SocketAddr, args: &[&str]) -> (tempfile::TempDir, Turnpike) {
+    let dir = temp_dir();
+    let def = openapi(
+        "Raw",
+        json!({"/{proxy+}": {"x-amazon-apigateway-any-method": http_proxy_op(
+            &format!("http://{backend}/{{proxy}}"),
+            json!({"integration.request.path.proxy": "method.request.path.proxy"}),
+            path_params(&["proxy"]),
+        )}}),
+    );
+    write_json(dir.path(), "api.json", &def);
+    let file = project(dir.path(), "api.json", API_ID, "dev", "");
+    let tp = Turnpike::serve_with(&file, args);
+    (dir, tp)
 }

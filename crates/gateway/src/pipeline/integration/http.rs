@@ -304,19 +304,25 @@ fn exceeded_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-fn add_gateway_headers(h: &mut HeaderMap, inv: &Invocation<'_>) {
-    if let Some(v) = inv
+/// The headers API Gateway adds to every HTTP and HTTP_PROXY backend request, replacing a
+/// client's of the same name.
+fn gateway_headers(inv: &Invocation<'_>) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+    let trace = inv
         .ctx
         .trace_id
         .as_deref()
         .and_then(|t| HeaderValue::from_str(t).ok())
-    {
-        h.insert(crate::headers::X_AMZN_TRACE_ID.clone(), v);
-    }
-    h.insert(
+        .map(|v| (crate::headers::X_AMZN_TRACE_ID.clone(), v));
+    trace.into_iter().chain(std::iter::once((
         crate::headers::X_AMZN_APIGATEWAY_API_ID.clone(),
         inv.api.headers.api_id.clone(),
-    );
+    )))
+}
+
+fn add_gateway_headers(h: &mut HeaderMap, inv: &Invocation<'_>) {
+    for (name, value) in gateway_headers(inv) {
+        h.insert(name, value);
+    }
 }
 
 fn default_user_agent(inv: &Invocation<'_>) -> HeaderValue {
@@ -354,18 +360,9 @@ impl<'a> ProxyHeaders<'a> {
                 h.set(name, value);
             }
         }
-        if let Some(v) = inv
-            .ctx
-            .trace_id
-            .as_deref()
-            .and_then(|t| HeaderValue::from_str(t).ok())
-        {
-            h.set(crate::headers::X_AMZN_TRACE_ID.clone(), v);
+        for (name, value) in gateway_headers(inv) {
+            h.set(name, value);
         }
-        h.set(
-            crate::headers::X_AMZN_APIGATEWAY_API_ID.clone(),
-            inv.api.headers.api_id.clone(),
-        );
         if !h.has(&header::USER_AGENT) && !h.client.contains_key(header::USER_AGENT) {
             h.set.push((header::USER_AGENT, default_user_agent(inv)));
         }
