@@ -465,7 +465,7 @@ async fn stale_pooled_connections_are_replaced() {
         drop(s);
     })
     .await;
-    let (_dir, tp) = serve_raw_proxy(addr, &[]);
+    let (_dir, tp) = serve_raw_proxy(addr, &["--no-watch"]);
     let c = client();
     for i in 0..40 {
         let r = send(c.get(tp.url(&format!("/dev/seq/{i}")))).await;
@@ -545,7 +545,7 @@ async fn backend_response_framing() {
         }
     })
     .await;
-    let (_dir, tp) = serve_raw_proxy(addr, &["--workers", "1"]);
+    let (_dir, tp) = serve_raw_proxy(addr, &["--no-watch", "--workers", "1"]);
     let c = client();
     let r = send(c.get(tp.url("/dev/chunked"))).await;
     assert_eq!((r.status, r.text()), (200, "hello world".to_string()));
