@@ -13,6 +13,7 @@
 pub mod aws;
 mod local;
 mod log;
+mod output;
 mod remote;
 mod runtime_api;
 

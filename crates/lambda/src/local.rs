@@ -6,6 +6,7 @@
 //! whole process group) and replaced by the next invocation.
 
 use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,12 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::runtime_api::{Job, Outcome, RuntimeApi, Shared};
+use crate::runtime_api::{Job, Outcome, RuntimeApi};
 use crate::{InvokeError, InvokeOptions, InvokeOutput, MAX_RESPONSE_PAYLOAD};
 
 /// How long a new process may take to ask for its first invocation (Lambda's init limit).
@@ -500,12 +500,16 @@ impl Pool {
         let pid = child.id();
         self.running.fetch_add(1, Ordering::SeqCst);
         if let Some(out) = child.stdout.take() {
+            let pipe = crate::output::Pipe::new(out.as_raw_fd());
+            api.shared.add_output(pipe.clone());
             self.tasks
-                .spawn(pump_logs(out, spec.name.clone(), api.shared.clone()));
+                .spawn(crate::output::pump(out, pipe, spec.name.clone()));
         }
         if let Some(err) = child.stderr.take() {
+            let pipe = crate::output::Pipe::new(err.as_raw_fd());
+            api.shared.add_output(pipe.clone());
             self.tasks
-                .spawn(pump_logs(err, spec.name.clone(), api.shared.clone()));
+                .spawn(crate::output::pump(err, pipe, spec.name.clone()));
         }
         let (exit_tx, exit_rx) = watch::channel(None);
         let running = self.running.clone();
@@ -581,21 +585,6 @@ fn init_error_doc(b: Bytes) -> Bytes {
         b
     } else {
         error_doc("Runtime.Unknown", &String::from_utf8_lossy(&b))
-    }
-}
-
-/// Copies a process's output to Turnpike's stderr, one line at a time, tagged with the
-/// function name and the request id being served.
-async fn pump_logs<R: AsyncRead + Unpin>(r: R, name: String, shared: Arc<Shared>) {
-    let mut lines = BufReader::new(r).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let rid = shared
-            .current_id
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_else(|| "init".into());
-        crate::log::line(format!("[lambda:{name}] [{rid}] {line}\n"));
     }
 }
 

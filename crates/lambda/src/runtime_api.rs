@@ -42,12 +42,21 @@ pub(crate) struct Shared {
     jobs: tokio::sync::Mutex<mpsc::Receiver<Job>>,
     /// The job the runtime is working on.
     current: Mutex<Option<(String, oneshot::Sender<Outcome>)>>,
-    /// Request id of the current job (for log tagging).
-    pub current_id: Mutex<Option<String>>,
+    /// The process's output pipes, marked where each invocation's output starts (log tags).
+    pub output: Mutex<Vec<Arc<crate::output::Pipe>>>,
     /// Set once the runtime asks for its first invocation (init done).
     pub ready: watch::Sender<bool>,
     /// The body of `/runtime/init/error`.
     pub init_error: watch::Sender<Option<Bytes>>,
+}
+
+impl Shared {
+    /// A new process's output pipe; those of processes gone are dropped.
+    pub(crate) fn add_output(&self, pipe: Arc<crate::output::Pipe>) {
+        let mut pipes = self.output.lock().unwrap_or_else(|e| e.into_inner());
+        pipes.retain(|p| !p.is_closed());
+        pipes.push(pipe);
+    }
 }
 
 pub(crate) struct RuntimeApi {
@@ -64,7 +73,7 @@ impl RuntimeApi {
         let shared = Arc::new(Shared {
             jobs: tokio::sync::Mutex::new(rx),
             current: Mutex::new(None),
-            current_id: Mutex::new(None),
+            output: Mutex::new(Vec::new()),
             ready: watch::channel(false).0,
             init_error: watch::channel(None).0,
         });
@@ -225,7 +234,10 @@ async fn next(s: &Shared) -> Response<Full<Bytes>> {
     if let Some(c) = &job.cognito_identity {
         put("lambda-runtime-cognito-identity", c);
     }
-    *s.current_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(job.request_id.clone());
+    let tag: Arc<str> = Arc::from(job.request_id.as_str());
+    for pipe in s.output.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        pipe.mark(&tag);
+    }
     *s.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((job.request_id, job.reply));
     r
 }
