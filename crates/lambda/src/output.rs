@@ -52,15 +52,12 @@ impl Pipe {
         }
         // `read` and the pipe's fill level are read separately; retry until `read` did not
         // move in between (the copier only drains, and the writer is waiting for its event).
-        let mut offset = self.read.load(Ordering::Acquire) + self.unread();
-        for _ in 0..8 {
+        let settled = (0..8).find_map(|_| {
             let before = self.read.load(Ordering::Acquire);
             let unread = self.unread();
-            if self.read.load(Ordering::Acquire) == before {
-                offset = before + unread;
-                break;
-            }
-        }
+            (self.read.load(Ordering::Acquire) == before).then_some(before + unread)
+        });
+        let offset = settled.unwrap_or_else(|| self.read.load(Ordering::Acquire) + self.unread());
         self.marks
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -79,7 +79,7 @@ impl From<UpstreamError> for Failure {
 
 impl Pool {
     /// Sends a request with a buffered body to `authority` and returns the response head;
-    /// the body streams after. `parts.uri` needs only its path and query.
+    /// the body streams after.
     pub(super) async fn request(
         self: &Arc<Self>,
         method: &Method,
@@ -115,12 +115,11 @@ impl Pool {
                 None => (Conn::connect(authority).await?, false),
             };
             match conn.exchange(&out, tail.as_ref(), head_only, rewrite).await {
-                Ok((head, framing)) => {
-                    let keep_alive = head.keep_alive && framing.reusable();
+                Ok((head, state, reusable)) => {
                     let body = ResponseBody::new(
                         conn,
-                        framing,
-                        keep_alive.then(|| Checkin {
+                        state,
+                        reusable.then(|| Checkin {
                             pool: self.clone(),
                             authority: authority.clone(),
                         }),
@@ -157,18 +156,17 @@ impl Pool {
         let Ok(mut map) = self.idle.lock() else {
             return;
         };
-        conn.since = Instant::now();
+        let now = Instant::now();
+        conn.since = now;
         let list = match map.get_mut(authority.as_str()) {
             Some(list) => list,
             None => map.entry(authority.as_str().into()).or_default(),
         };
         // Checkout takes the newest; the oldest, at the front, are dropped here once expired
         // so that a quiet backend's closed connections do not linger.
-        if list
-            .first()
-            .is_some_and(|c| c.since.elapsed() > IDLE_TIMEOUT)
-        {
-            list.retain(|c| c.since.elapsed() <= IDLE_TIMEOUT);
+        let fresh = |c: &Conn| now.duration_since(c.since) <= IDLE_TIMEOUT;
+        if list.first().is_some_and(|c| !fresh(c)) {
+            list.retain(fresh);
         }
         if list.len() < MAX_IDLE_PER_HOST {
             list.push(conn);
@@ -217,27 +215,29 @@ impl Conn {
         }
     }
 
-    /// Writes the request and reads the response head.
+    /// Writes the request and reads the response head; also says how the body is framed and
+    /// whether the connection may serve another request after it.
     async fn exchange(
         &mut self,
         head: &[u8],
         body: Option<&Bytes>,
         head_only: bool,
         rewrite: Option<HeaderRewrite>,
-    ) -> Result<(Head, Framing), Failure> {
+    ) -> Result<(Head, BodyState, bool), Failure> {
         let mut early = self.write_all(head).await?;
         if let (Some(b), false) = (body, early) {
             early = self.write_all(b).await?;
         }
         let received_any = early;
         let head = self.read_head(received_any, rewrite).await?;
-        let mut framing = framing(head_only, &head)?;
+        let (body, framed_to_end) = framing(head_only, &head)?;
         // The backend answered before taking the whole request, or switched protocols: the
         // connection is not reused.
-        if early || head.status == StatusCode::SWITCHING_PROTOCOLS {
-            framing.close_after();
-        }
-        Ok((head, framing))
+        let reusable = head.keep_alive
+            && framed_to_end
+            && !early
+            && head.status != StatusCode::SWITCHING_PROTOCOLS;
+        Ok((head, body, reusable))
     }
 
     /// Writes `data`. Returns `true` if the backend started answering before it was all
@@ -381,22 +381,10 @@ fn encode_head(
     );
     if had_length || body_len > 0 || payload_method {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa_usize(body_len, &mut [0u8; 20]));
+        out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-}
-
-fn itoa_usize(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 /// A response head as received.
@@ -558,62 +546,31 @@ fn parse_head(
     }))
 }
 
-/// How the response body is delimited (RFC 9112, section 6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Empty,
-    Length { remaining: u64, close: bool },
-    Chunked { close: bool },
-    UntilClose,
-}
-
-impl Framing {
-    fn reusable(self) -> bool {
-        match self {
-            Framing::Empty => true,
-            Framing::Length { close, .. } | Framing::Chunked { close } => !close,
-            Framing::UntilClose => false,
-        }
-    }
-
-    fn close_after(&mut self) {
-        match self {
-            Framing::Empty => {
-                *self = Framing::Length {
-                    remaining: 0,
-                    close: true,
-                }
-            }
-            Framing::Length { close, .. } | Framing::Chunked { close } => *close = true,
-            Framing::UntilClose => {}
-        }
-    }
-}
-
-fn framing(head_only: bool, head: &Head) -> Result<Framing, UpstreamError> {
+/// How the response body is delimited (RFC 9112, section 6.3), and whether that framing lets
+/// the connection carry another response after it.
+fn framing(head_only: bool, head: &Head) -> Result<(BodyState, bool), UpstreamError> {
     let s = head.status;
     if head_only
         || s.is_informational()
         || s == StatusCode::NO_CONTENT
         || s == StatusCode::NOT_MODIFIED
     {
-        return Ok(Framing::Empty);
+        return Ok((BodyState::Done, true));
     }
     match (head.transfer_encoding, head.length) {
         // With both, Transfer-Encoding wins and the connection may not be reused.
-        (Some(TransferEncoding::ChunkedLast), length) => Ok(Framing::Chunked {
-            close: length != Length::Absent,
-        }),
-        (Some(TransferEncoding::Other), _) => Ok(Framing::UntilClose),
+        (Some(TransferEncoding::ChunkedLast), length) => Ok((
+            BodyState::Chunked(ChunkState::Size),
+            length == Length::Absent,
+        )),
+        (Some(TransferEncoding::Other), _) | (None, Length::Absent) => {
+            Ok((BodyState::UntilClose, false))
+        }
         (None, Length::Invalid) => Err(UpstreamError::Protocol(
             "invalid or conflicting Content-Length in the response",
         )),
-        (None, Length::Known(0)) => Ok(Framing::Empty),
-        (None, Length::Known(n)) => Ok(Framing::Length {
-            remaining: n,
-            close: false,
-        }),
-        (None, Length::Absent) => Ok(Framing::UntilClose),
+        (None, Length::Known(0)) => Ok((BodyState::Done, true)),
+        (None, Length::Known(n)) => Ok((BodyState::Length(n), true)),
     }
 }
 
@@ -641,7 +598,7 @@ enum ChunkState {
     Trailers(usize),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BodyState {
     Length(u64),
     Chunked(ChunkState),
@@ -660,13 +617,7 @@ pub struct ResponseBody {
 }
 
 impl ResponseBody {
-    fn new(conn: Conn, framing: Framing, checkin: Option<Checkin>) -> Self {
-        let state = match framing {
-            Framing::Empty | Framing::Length { remaining: 0, .. } => BodyState::Done,
-            Framing::Length { remaining, .. } => BodyState::Length(remaining),
-            Framing::Chunked { .. } => BodyState::Chunked(ChunkState::Size),
-            Framing::UntilClose => BodyState::UntilClose,
-        };
+    fn new(conn: Conn, state: BodyState, checkin: Option<Checkin>) -> Self {
         let mut body = ResponseBody {
             conn: Some(conn),
             state,
@@ -690,10 +641,15 @@ impl ResponseBody {
         }
     }
 
-    fn fail(&mut self, e: UpstreamError) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+    /// The body ended without its connection being reusable: the connection closes.
+    fn close(&mut self) {
         self.state = BodyState::Done;
         self.conn = None;
         self.checkin = None;
+    }
+
+    fn fail(&mut self, e: UpstreamError) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        self.close();
         Poll::Ready(Some(Err(e)))
     }
 }
@@ -842,9 +798,8 @@ impl http_body::Body for ResponseBody {
             // The buffer has nothing more to give: read.
             match ready!(conn.poll_fill(cx)) {
                 Ok(0) => {
-                    if matches!(this.state, BodyState::UntilClose) {
-                        this.state = BodyState::Done;
-                        this.conn = None;
+                    if this.state == BodyState::UntilClose {
+                        this.close();
                         return Poll::Ready(None);
                     }
                     return this.fail(UpstreamError::Incomplete);
@@ -904,37 +859,41 @@ mod tests {
 
     #[test]
     fn framing_follows_rfc_9112() {
-        let f = |raw: &str| framing(false, &head(raw));
+        let f = |raw: &str| framing(false, &head(raw)).ok();
+        let chunked = BodyState::Chunked(ChunkState::Size);
         assert_eq!(
-            f("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n").ok(),
-            Some(Framing::Length {
-                remaining: 5,
-                close: false
-            })
+            f("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n"),
+            Some((BodyState::Length(5), true))
         );
-        assert!(f("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").is_err());
-        assert!(f("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n").is_err());
+        assert!(f("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").is_none());
+        assert!(f("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n").is_none());
         assert_eq!(
-            f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 9\r\n\r\n")
-                .ok(),
-            Some(Framing::Chunked { close: true })
+            f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 9\r\n\r\n"),
+            Some((chunked, false))
         );
         assert_eq!(
-            f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n").ok(),
-            Some(Framing::UntilClose)
-        );
-        assert_eq!(f("HTTP/1.1 200 OK\r\n\r\n").ok(), Some(Framing::UntilClose));
-        assert_eq!(
-            f("HTTP/1.1 204 No Content\r\n\r\n").ok(),
-            Some(Framing::Empty)
+            f("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Some((chunked, true))
         );
         assert_eq!(
-            f("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n").ok(),
-            Some(Framing::Empty)
+            f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Some((BodyState::UntilClose, false))
+        );
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\n\r\n"),
+            Some((BodyState::UntilClose, false))
+        );
+        assert_eq!(
+            f("HTTP/1.1 204 No Content\r\n\r\n"),
+            Some((BodyState::Done, true))
+        );
+        assert_eq!(
+            f("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n"),
+            Some((BodyState::Done, true))
         );
         assert_eq!(
             framing(true, &head("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")).ok(),
-            Some(Framing::Empty)
+            Some((BodyState::Done, true))
         );
     }
 
@@ -984,8 +943,6 @@ mod tests {
             String::from_utf8_lossy(&out),
             "GET /a/b?x=1 HTTP/1.1\r\nx-one: 1\r\nhost: h:8080\r\ncontent-length: 0\r\n\r\n"
         );
-        assert_eq!(itoa_usize(0, &mut [0; 20]), b"0");
-        assert_eq!(itoa_usize(10_485_760, &mut [0; 20]), b"10485760");
     }
 
     /// A backend that answers before reading the request (and then stops reading) must not

@@ -146,7 +146,9 @@ impl Upstream {
         &self,
         req: Request<Body>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        self.send(req, None).await
+        let (parts, body) = req.into_parts();
+        self.send(parts.method, parts.uri, &parts.headers, body, None)
+            .await
     }
 
     /// Sends a request whose headers come from `headers`, with every response header passed
@@ -159,12 +161,24 @@ impl Upstream {
         body: Body,
         rewrite: HeaderRewrite,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        self.send(method, uri, headers, body, Some(rewrite)).await
+    }
+
+    /// Plain HTTP with a buffered body goes to [`h1`]; the rest to hyper's client.
+    async fn send(
+        &self,
+        method: http::Method,
+        uri: http::Uri,
+        headers: &(dyn HeaderSource + Sync),
+        body: Body,
+        rewrite: Option<HeaderRewrite>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         if uri.scheme() == Some(&Scheme::HTTP) {
             if let (Body::Full(full), Some(authority)) = (&body, uri.authority()) {
                 let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
                 let resp = self
                     .h1
-                    .request(&method, pq, headers, full.clone(), authority, Some(rewrite))
+                    .request(&method, pq, headers, full.clone(), authority, rewrite)
                     .await?;
                 return Ok(resp.map(UpstreamBody::H1));
             }
@@ -173,31 +187,6 @@ impl Upstream {
         *req.method_mut() = method;
         *req.uri_mut() = uri;
         *req.headers_mut() = headers.to_map();
-        self.send(req, Some(rewrite)).await
-    }
-
-    async fn send(
-        &self,
-        req: Request<Body>,
-        rewrite: Option<HeaderRewrite>,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let lean = req.uri().scheme() == Some(&Scheme::HTTP) && matches!(req.body(), Body::Full(_));
-        let req = if lean {
-            let (parts, body) = req.into_parts();
-            match (body, parts.uri.authority()) {
-                (Body::Full(body), Some(authority)) => {
-                    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-                    let resp = self
-                        .h1
-                        .request(&parts.method, pq, &parts.headers, body, authority, rewrite)
-                        .await?;
-                    return Ok(resp.map(UpstreamBody::H1));
-                }
-                (body, _) => Request::from_parts(parts, body),
-            }
-        } else {
-            req
-        };
         let mut resp = self.client.request(req).await?;
         if let Some(f) = rewrite {
             let old = std::mem::take(resp.headers_mut());
