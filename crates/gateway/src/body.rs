@@ -72,3 +72,53 @@ impl http_body::Body for Body {
         }
     }
 }
+
+/// A request body: still arriving on a connection hyper serves, or already whole (read with
+/// its head by the HTTP/1.1 fast path in `server::http1`, or by the access steps when
+/// `AWS_IAM` hashes the payload).
+#[derive(Debug)]
+pub enum RequestBody {
+    Streaming(hyper::body::Incoming),
+    Buffered(Option<Bytes>),
+}
+
+impl RequestBody {
+    pub fn buffered(b: Bytes) -> Self {
+        if b.is_empty() {
+            RequestBody::Buffered(None)
+        } else {
+            RequestBody::Buffered(Some(b))
+        }
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Streaming(b) => Pin::new(b).poll_frame(cx),
+            RequestBody::Buffered(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Streaming(b) => b.is_end_stream(),
+            RequestBody::Buffered(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Streaming(b) => b.size_hint(),
+            RequestBody::Buffered(b) => {
+                SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}

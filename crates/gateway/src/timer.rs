@@ -43,7 +43,17 @@ impl SleepSlot {
 
     /// Runs `fut` for at most `limit` (as `tokio::time::timeout`).
     pub async fn timeout<F: Future>(&self, limit: Duration, fut: F) -> Result<F::Output, Elapsed> {
-        let sleep = self.sleep_until((tokio::time::Instant::now() + limit).into_std());
+        self.timeout_at((tokio::time::Instant::now() + limit).into_std(), fut)
+            .await
+    }
+
+    /// Runs `fut` until `deadline` at most (as `tokio::time::timeout_at`).
+    pub async fn timeout_at<F: Future>(
+        &self,
+        deadline: Instant,
+        fut: F,
+    ) -> Result<F::Output, Elapsed> {
+        let sleep = self.sleep_until(deadline);
         let mut fut = std::pin::pin!(fut);
         let mut sleep = std::pin::pin!(sleep);
         std::future::poll_fn(|cx| {

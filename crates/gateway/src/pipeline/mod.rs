@@ -26,10 +26,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use turnpike_model::rest::IntegrationType;
 
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 use crate::context::RequestContext;
 use crate::deployment::{Api, MethodRuntime, Runtime, StageRuntime};
 use crate::error::GatewayError;
@@ -99,7 +98,7 @@ impl Client {
 }
 
 /// Serves one request end to end. Never fails: every error becomes a response.
-pub async fn handle(gw: &Gateway, req: Request<Incoming>, client: &Client) -> Response<Body> {
+pub async fn handle(gw: &Gateway, req: Request<RequestBody>, client: &Client) -> Response<Body> {
     let peer = client.addr;
     let started = Instant::now();
     // AWS answers HTTP/1.1 requests with `Connection: keep-alive` unless the client closes.
@@ -140,7 +139,7 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, client: &Client) -> Re
     response
 }
 
-async fn run(gw: &Gateway, mut inv: Invocation<'_>, body: Incoming) -> Response<Body> {
+async fn run(gw: &Gateway, mut inv: Invocation<'_>, body: RequestBody) -> Response<Body> {
     // Steps 4-6: resource policy, authorization, API key, throttling, quota.
     let body = match access_control(gw, &mut inv, body).await {
         Ok(body) => body,
@@ -183,33 +182,25 @@ async fn buffered_integration(
         }
         IntegrationType::Aws => integration::aws::invoke(gw, inv, b).await,
         IntegrationType::HttpProxy => {
-            let b = http_body_util::Either::Right(http_body_util::Full::new(b));
-            integration::http::proxy(gw, inv, b).await
+            integration::http::proxy(gw, inv, RequestBody::buffered(b)).await
         }
     }
 }
-
-/// The request body after the access steps: still streaming, or buffered (`AWS_IAM` methods
-/// hash it to verify the signature).
-pub type RequestBody = http_body_util::Either<Incoming, http_body_util::Full<Bytes>>;
 
 /// Steps 4-6 in AWS's order: resource policy and authorization ([`authorizer`]), the API key
 /// ([`api_key`]), throttling ([`throttle`]), then the usage plan's quota.
 async fn access_control(
     gw: &Gateway,
     inv: &mut Invocation<'_>,
-    body: Incoming,
+    body: RequestBody,
 ) -> Result<RequestBody, GatewayError> {
     use turnpike_model::rest::AuthorizationType;
     let kind = inv.method.model.authorization_type;
     let (body, buffered) = if kind == AuthorizationType::AwsIam {
         let b = read_body(body, gw.limits.max_payload_bytes).await?;
-        (
-            http_body_util::Either::Right(http_body_util::Full::new(b.clone())),
-            Some(b),
-        )
+        (RequestBody::buffered(b.clone()), Some(b))
     } else {
-        (http_body_util::Either::Left(body), None)
+        (body, None)
     };
     // The authorizer and API-key steps are boxed and skipped when they do not apply, so that
     // open methods pay neither for their work nor for their (large) futures.

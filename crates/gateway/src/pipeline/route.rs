@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::body::RequestBody;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use turnpike_model::rest::GatewayResponseType;
 
 use crate::address;
@@ -151,11 +151,11 @@ fn decode_component(s: &str) -> String {
 
 pub fn route<'c>(
     runtime: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &'c mut RequestContext,
     client: &'c crate::pipeline::Client,
     limits: &Limits,
-) -> Result<(Invocation<'c>, Incoming), Box<Early>> {
+) -> Result<(Invocation<'c>, RequestBody), Box<Early>> {
     let early = |response| {
         Box::new(Early {
             response,

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::body::RequestBody;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -66,7 +66,7 @@ pub async fn upgrade(
     runtime: &Arc<Runtime>,
     api: Arc<WsApi>,
     stage_name: &str,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     peer: SocketAddr,
 ) -> Response<Body> {
     let Some(stage) = api.stages.get(stage_name).cloned() else {

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use crate::body::RequestBody;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::json;
 
 use super::registry::PostError;
@@ -77,7 +77,7 @@ pub async fn handle(
     api: Option<&WsApi>,
     stage: &str,
     raw_id: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     with_request_id(serve(gw, runtime, api, stage, raw_id, req).await)
 }
@@ -88,7 +88,7 @@ async fn serve(
     api: Option<&WsApi>,
     stage: &str,
     raw_id: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     let id = percent_encoding::percent_decode_str(raw_id)
         .decode_utf8_lossy()

@@ -21,8 +21,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::body::RequestBody;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use regex::Regex;
 use tokio_util::sync::CancellationToken;
 use turnpike_model::v2::{
@@ -440,7 +440,7 @@ pub fn compile_api(
 /// Whether the listener hands a request to the WebSocket side.
 pub enum Intercepted {
     Handled(Response<Body>),
-    Pass(Request<Incoming>),
+    Pass(Request<RequestBody>),
 }
 
 pub fn is_upgrade<B>(req: &Request<B>) -> bool {
@@ -469,7 +469,7 @@ fn connections_path(rest: &str) -> Option<&str> {
 pub async fn intercept(
     gw: &Gateway,
     runtime: &Arc<Runtime>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     peer: SocketAddr,
 ) -> Intercepted {
     if runtime.websocket_apis.is_empty() {

@@ -11,9 +11,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 use crate::context;
 use crate::error::GatewayError;
 use crate::pipeline::integration_request::{self, IntegrationRequest};
@@ -94,7 +93,10 @@ const BUFFER_SMALL_BODY: usize = 64 * 1024;
 
 /// Reads the first frames of `body`; returns the whole body if it ends within
 /// [`BUFFER_SMALL_BODY`] bytes, else a stream replaying what was read followed by the rest.
-async fn small_or_stream(mut body: Incoming, limit: usize) -> Result<Body, GatewayError> {
+async fn small_or_stream(
+    mut body: hyper::body::Incoming,
+    limit: usize,
+) -> Result<Body, GatewayError> {
     use http_body::Body as _;
     if body.is_end_stream() {
         return Ok(Body::empty());
@@ -421,16 +423,16 @@ impl crate::upstream::HeaderSource for ProxyHeaders<'_> {
 pub async fn proxy(
     gw: &Gateway,
     inv: &mut Invocation<'_>,
-    body: crate::pipeline::RequestBody,
+    body: crate::body::RequestBody,
 ) -> Result<Response<Body>, GatewayError> {
     inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
     let mapped = integration_request::map_parameters(inv, &[])?;
     let uri = backend_uri(inv, &mapped, inv.parts.uri.query())?;
     let limit = gw.limits.max_payload_bytes;
     let body = match body {
-        http_body_util::Either::Left(incoming) => small_or_stream(incoming, limit).await?,
-        // Already buffered by the access steps (AWS_IAM hashes the payload).
-        buffered => Body::full(crate::pipeline::read_body(buffered, limit).await?),
+        RequestBody::Streaming(incoming) => small_or_stream(incoming, limit).await?,
+        // Read with its head, or by the access steps (AWS_IAM hashes the payload).
+        RequestBody::Buffered(b) => Body::Full(b),
     };
     let len = match &body {
         Body::Full(b) => Some(b.as_ref().map_or(0, |b| b.len())),

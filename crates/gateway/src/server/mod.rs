@@ -1,19 +1,34 @@
 //! The listener: accepts connections, serves HTTP/1.1 and HTTP/2 on one port, bounds what a slow
 //! or malicious client can hold, and drains in-flight requests on shutdown.
+//!
+//! Every connection starts on the HTTP/1.1 fast path ([`http1`]), which serves the requests
+//! API clients send nearly always: a whole head, no body or a small one with a
+//! `Content-Length`. On anything else (HTTP/2, an upgrade, `Expect`, a chunked or large
+//! upload, HTTP/1.0, a malformed or oversized head) it hands the connection, with the bytes it
+//! has read, to hyper for the rest of the connection's life ([`hand_off`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Request;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::body::RequestBody;
 use crate::timer::ConnTimer;
 use crate::{pipeline, Gateway};
+
+mod http1;
+mod rewind;
+
+use rewind::Rewind;
 
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -45,8 +60,9 @@ pub async fn serve(
     opts: ServerOptions,
     shutdown: CancellationToken,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = TaskTracker::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.max_connections));
+    let opts = Arc::new(opts);
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -65,35 +81,71 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let gw = gateway.clone();
-        let client = pipeline::Client::new(peer);
-        let service = service_fn(move |req| {
-            let gw = gw.clone();
-            let client = client.clone();
-            async move { Ok::<_, Infallible>(pipeline::handle(&gw, req, &client).await) }
-        });
-        let conn = conn_builder(&opts)
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+        let conn = Connection {
+            gateway: gateway.clone(),
+            client: pipeline::Client::new(peer),
+            opts: opts.clone(),
+            shutdown: shutdown.clone(),
+        };
+        connections.spawn(async move {
+            http1::serve(stream, conn).await;
             drop(permit);
         });
     }
     drop(listener);
     // WebSocket connections close with 1001 (Going Away) and run `$disconnect`.
     gateway.websockets.shutdown.cancel();
+    connections.close();
     let ws = gateway.websockets.clone();
     let drained = async move {
-        graceful.shutdown().await;
+        connections.wait().await;
         ws.drained().await;
     };
     tokio::select! {
         _ = drained => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(opts.drain_timeout) => tracing::warn!("drain timeout reached; closing remaining connections"),
+    }
+}
+
+/// What serving one connection needs.
+struct Connection {
+    gateway: Arc<Gateway>,
+    client: pipeline::Client,
+    opts: Arc<ServerOptions>,
+    shutdown: CancellationToken,
+}
+
+/// Serves the rest of a connection with hyper: HTTP/2, upgrades, and every request the fast
+/// path leaves to it. `io` replays what the fast path has read and not served.
+async fn hand_off(io: Rewind<TcpStream>, conn: Connection) {
+    let Connection {
+        gateway,
+        client,
+        opts,
+        shutdown,
+    } = conn;
+    let peer = client.addr;
+    let service = service_fn(move |req: Request<Incoming>| {
+        let gw = gateway.clone();
+        let client = client.clone();
+        async move {
+            let req = req.map(RequestBody::Streaming);
+            Ok::<_, Infallible>(pipeline::handle(&gw, req, &client).await)
+        }
+    });
+    let builder = conn_builder(&opts);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            // Finish the request in flight, then close (HTTP/2: GOAWAY).
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 

@@ -1,0 +1,762 @@
+//! The HTTP/1.1 fast path: serves a connection's requests itself while they are the plain
+//! kind, and hands the connection to hyper ([`super::hand_off`]) at the first one that is not.
+//!
+//! Why: hyper's server connection was a third of the instructions of a proxied request
+//! (bench/README.md). Most of that is generality an API request does not use: a body channel,
+//! a dispatcher between the connection and the service, upgrade and `Expect` machinery.
+//!
+//! What it takes is deliberately narrow, because request parsing is where request smuggling
+//! lives: an `HTTP/1.1` request in origin form with a standard method other than `HEAD` (whose
+//! response framing hyper handles), a head
+//! httparse accepts in its strict mode, and at most one `Content-Length` (digits only, at most
+//! [`MAX_BODY`] bytes). `Transfer-Encoding`, `Expect`, `Upgrade` or any doubt at all: hyper
+//! serves the request, from its first byte, and everything after it on the connection. So a
+//! malformed request still gets hyper's 400 / 431 / 414.
+//!
+//! Responses are written as hyper writes them (status line, header order and case, `date`,
+//! the `content-length` / `transfer-encoding` rules), so which path served a request does not
+//! show on the wire.
+
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{hand_off, Connection, Rewind};
+use crate::body::{Body, RequestBody};
+use crate::pipeline;
+use crate::timer::SleepSlot;
+
+/// Header lines the fast path parses; a request with more goes to hyper (which allows 100).
+const MAX_HEADERS: usize = 64;
+/// The largest body read together with its head. Larger ones stream, through hyper.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Room kept free in the read buffer before each read.
+const READ_SPACE: usize = 8 * 1024;
+/// Response bytes gathered before they are written out.
+const WRITE_BATCH: usize = 16 * 1024;
+
+/// Serves `stream` until the client closes, a deadline passes, or shutdown.
+pub(super) async fn serve(mut stream: TcpStream, conn: Connection) {
+    let mut buf = BytesMut::with_capacity(READ_SPACE);
+    let mut out = Vec::with_capacity(READ_SPACE);
+    // The header-read deadline, re-armed per request (as hyper's, it also bounds how long a
+    // keep-alive connection may sit idle).
+    let timer = SleepSlot::default();
+    // Registered once per connection: a new registration per idle wait costs a lock each.
+    let mut shutdown = std::pin::pin!(conn.shutdown.clone().cancelled_owned());
+    loop {
+        let deadline = Instant::now() + conn.opts.header_read_timeout;
+        // Read until the head (and its small body) is whole.
+        let (req, close) = loop {
+            if !buf.is_empty() {
+                match take_request(&mut buf, conn.opts.max_head_bytes) {
+                    Taken::Request(req, close) => break (req, close),
+                    Taken::Partial => {}
+                    Taken::NotOurs => {
+                        return hand_off(Rewind::new(buf.freeze(), stream), conn).await;
+                    }
+                }
+            }
+            let idle = buf.is_empty();
+            let read = timer.timeout_at(deadline, read_some(&mut stream, &mut buf));
+            let read = if idle {
+                // Shutdown closes idle connections only; a request being read is served.
+                tokio::select! {
+                    biased;
+                    r = read => r,
+                    _ = shutdown.as_mut() => return,
+                }
+            } else {
+                read.await
+            };
+            match read {
+                Ok(Ok(n)) if n > 0 => {}
+                // The client closed or failed, or the head took too long: close, as hyper does.
+                _ => return,
+            }
+        };
+        let closing = close || conn.shutdown.is_cancelled();
+        let response = pipeline::handle(&conn.gateway, req, &conn.client).await;
+        out.clear();
+        match write_response(&mut stream, &mut out, response).await {
+            Ok(true) if !closing => {}
+            _ => return,
+        }
+    }
+}
+
+async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_SPACE / 2 {
+        buf.reserve(READ_SPACE);
+    }
+    stream.read_buf(buf).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request head
+// ---------------------------------------------------------------------------------------------
+
+enum Taken {
+    /// A request, and whether the client asked to close after it (`Connection: close`).
+    Request(Request<RequestBody>, bool),
+    /// The head or its body is not whole yet.
+    Partial,
+    /// A request the fast path leaves to hyper.
+    NotOurs,
+}
+
+/// Takes the first request off `buf` if it is whole and the fast path's kind; its header
+/// values share the buffer's bytes.
+fn take_request(buf: &mut BytesMut, max_head: usize) -> Taken {
+    // Spans of the target and the headers, as offsets: the buffer is split after parsing.
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let (len, method, target, count, body_len, close) = {
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let len = match httparse::ParserConfig::default()
+            .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
+        {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() < max_head => return Taken::Partial,
+            // Too large, too many headers, malformed: hyper has the answers (431, 400).
+            _ => return Taken::NotOurs,
+        };
+        if len > max_head || req.version != Some(1) {
+            return Taken::NotOurs;
+        }
+        let method = match req.method {
+            Some("GET") => Method::GET,
+            Some("POST") => Method::POST,
+            Some("PUT") => Method::PUT,
+            Some("DELETE") => Method::DELETE,
+            Some("PATCH") => Method::PATCH,
+            Some("OPTIONS") => Method::OPTIONS,
+            _ => return Taken::NotOurs,
+        };
+        let Some(path) = req.path.filter(|p| p.starts_with('/')) else {
+            return Taken::NotOurs;
+        };
+        let base = buf.as_ptr() as usize;
+        // `len <= max_head`, so every offset fits in a u32.
+        let span = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            (start as u32, (start + s.len()) as u32)
+        };
+        let mut body_len = None;
+        let mut close = false;
+        for (h, slot) in req.headers.iter().zip(spans.iter_mut()) {
+            let name = h.name.as_bytes();
+            match header_role(name) {
+                Role::Plain => {}
+                Role::ContentLength => {
+                    if body_len.is_some() {
+                        return Taken::NotOurs;
+                    }
+                    match content_length(h.value) {
+                        Some(n) if n <= MAX_BODY => body_len = Some(n),
+                        _ => return Taken::NotOurs,
+                    }
+                }
+                Role::Connection => {
+                    for token in h.value.split(|&b| b == b',') {
+                        let token = token.trim_ascii();
+                        if token.eq_ignore_ascii_case(b"close") {
+                            close = true;
+                        } else if token.eq_ignore_ascii_case(b"upgrade") {
+                            return Taken::NotOurs;
+                        }
+                    }
+                }
+                Role::NotOurs => return Taken::NotOurs,
+            }
+            let (ns, ne) = span(name);
+            let (vs, ve) = span(h.value);
+            *slot = (ns, ne, vs, ve);
+        }
+        (
+            len,
+            method,
+            span(path.as_bytes()),
+            req.headers.len(),
+            body_len.unwrap_or(0),
+            close,
+        )
+    };
+    if buf.len() < len + body_len {
+        return Taken::Partial;
+    }
+    let head = buf.split_to(len).freeze();
+    let body = buf.split_to(body_len).freeze();
+    match build_request(&head, method, target, &spans[..count], body.clone()) {
+        Some(req) => Taken::Request(req, close),
+        None => {
+            // Something only the `http` types refuse (a URI or header name): hyper decides.
+            let mut rest = BytesMut::with_capacity(head.len() + body_len + buf.len());
+            rest.extend_from_slice(&head);
+            rest.extend_from_slice(&body);
+            rest.extend_from_slice(buf);
+            *buf = rest;
+            Taken::NotOurs
+        }
+    }
+}
+
+/// What a request header means to the fast path.
+enum Role {
+    Plain,
+    ContentLength,
+    Connection,
+    /// `Transfer-Encoding`, `Expect`, `Upgrade`, `HTTP2-Settings`: hyper's.
+    NotOurs,
+}
+
+fn header_role(name: &[u8]) -> Role {
+    // By length first: most names are none of these and cost one compare.
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        14 if is(b"content-length") => Role::ContentLength,
+        14 if is(b"http2-settings") => Role::NotOurs,
+        10 if is(b"connection") => Role::Connection,
+        17 if is(b"transfer-encoding") => Role::NotOurs,
+        6 if is(b"expect") => Role::NotOurs,
+        7 if is(b"upgrade") => Role::NotOurs,
+        _ => Role::Plain,
+    }
+}
+
+/// A `Content-Length` value: digits only (no sign, no spaces, no list), as RFC 9110 asks.
+fn content_length(v: &[u8]) -> Option<usize> {
+    if v.is_empty() || v.len() > 10 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// The request for the pipeline. `None` for what the `http` types refuse.
+fn build_request(
+    head: &Bytes,
+    method: Method,
+    (ts, te): (u32, u32),
+    spans: &[(u32, u32, u32, u32)],
+    body: Bytes,
+) -> Option<Request<RequestBody>> {
+    let uri = Uri::from_maybe_shared(head.slice(ts as usize..te as usize)).ok()?;
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for &(ns, ne, vs, ve) in spans {
+        let name = HeaderName::from_bytes(head.get(ns as usize..ne as usize)?).ok()?;
+        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize)).ok()?;
+        headers.append(name, value);
+    }
+    let mut req = Request::new(RequestBody::buffered(body));
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    Some(req)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response
+// ---------------------------------------------------------------------------------------------
+
+/// How the response body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    /// No length known and chunking not allowed: the body ends when the connection closes.
+    Close,
+}
+
+/// Writes `response`; `Ok(true)` when the connection can carry another request.
+async fn write_response(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    response: Response<Body>,
+) -> std::io::Result<bool> {
+    let (parts, mut body) = response.into_parts();
+    let Some((framing, last)) = encode_head(out, parts.status, &parts.headers, &body) else {
+        // A header the response cannot be sent with (hyper refuses it too): close.
+        return Ok(false);
+    };
+    if !can_have_body(parts.status) {
+        stream.write_all(out).await?;
+        return Ok(!last);
+    }
+    let mut sent: u64 = 0;
+    loop {
+        if body.is_end_stream() {
+            break;
+        }
+        // Take what is ready without waiting; write out what is gathered before waiting.
+        let ready = std::future::poll_fn(|cx| {
+            Poll::Ready(match Pin::new(&mut body).poll_frame(cx) {
+                Poll::Ready(f) => Some(f),
+                Poll::Pending => None,
+            })
+        })
+        .await;
+        let frame = match ready {
+            Some(f) => f,
+            None => {
+                if !out.is_empty() {
+                    stream.write_all(out).await?;
+                    out.clear();
+                }
+                std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            }
+        };
+        let data = match frame {
+            None => break,
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(d) => d,
+                // Trailers are not sent (hyper sends them only when the client asks).
+                Err(_) => continue,
+            },
+            Some(Err(e)) => {
+                // The backend failed mid-body: the client sees the connection close before
+                // the body's end, as hyper does it.
+                tracing::debug!(error = %e, "response body failed");
+                if !out.is_empty() {
+                    stream.write_all(out).await?;
+                }
+                return Ok(false);
+            }
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        match framing {
+            Framing::Length(n) if sent > n => {
+                // More than announced: never let extra bytes become the next response.
+                let keep = data.len() as u64 - (sent - n);
+                out.extend_from_slice(&data[..keep as usize]);
+                stream.write_all(out).await?;
+                return Ok(false);
+            }
+            Framing::Chunked => {
+                let mut hex = [0u8; 16];
+                out.extend_from_slice(hex_len(data.len(), &mut hex));
+                out.extend_from_slice(b"\r\n");
+                push_data(stream, out, &data).await?;
+                out.extend_from_slice(b"\r\n");
+            }
+            Framing::Length(_) | Framing::Close => push_data(stream, out, &data).await?,
+        }
+    }
+    let complete = match framing {
+        Framing::Length(n) => sent == n,
+        Framing::Chunked => {
+            out.extend_from_slice(b"0\r\n\r\n");
+            true
+        }
+        Framing::Close => false,
+    };
+    if !out.is_empty() {
+        stream.write_all(out).await?;
+    }
+    Ok(complete && !last)
+}
+
+/// Adds `data` to the batch, or writes both out when it is large.
+async fn push_data(stream: &mut TcpStream, out: &mut Vec<u8>, data: &[u8]) -> std::io::Result<()> {
+    if out.len() + data.len() <= WRITE_BATCH {
+        out.extend_from_slice(data);
+        return Ok(());
+    }
+    if !out.is_empty() {
+        stream.write_all(out).await?;
+        out.clear();
+    }
+    stream.write_all(data).await
+}
+
+fn hex_len(n: usize, buf: &mut [u8; 16]) -> &[u8] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// Whether a response with `status` carries a body and its length (`HEAD` requests are left
+/// to hyper, so the method does not matter here).
+fn can_have_body(status: StatusCode) -> bool {
+    !status.is_informational()
+        && status != StatusCode::NO_CONTENT
+        && status != StatusCode::NOT_MODIFIED
+}
+
+/// Writes the status line and headers as hyper does (`proto::h1::role::Server::encode`):
+/// headers in map order with lower-case names, the body's own length unless the map sets one,
+/// chunked when the length is unknown, `content-length: 0` for an empty body, and `date`.
+/// Returns the framing and whether the connection ends after this response; `None` for
+/// headers hyper refuses (conflicting or invalid `content-length`).
+fn encode_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &Body,
+) -> Option<(Framing, bool)> {
+    if status == StatusCode::OK {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    // `None`: no body at all; `Some(None)`: a body of unknown length.
+    let body_len = if body.is_end_stream() {
+        None
+    } else {
+        Some(body.size_hint().exact())
+    };
+    let chunk_ok = can_have_body(status);
+    let mut framing = None;
+    let mut last = false;
+    let mut wrote_date = false;
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH {
+            let n = match body_len {
+                // No body: `content-length: 0` follows below.
+                None => continue,
+                // The body's own length, whatever the map says (hyper trusts the map).
+                Some(Some(n)) => n,
+                Some(None) => content_length(value.as_bytes())? as u64,
+            };
+            match framing {
+                Some(Framing::Length(prev)) if prev != n => return None,
+                Some(_) => continue,
+                None => framing = Some(Framing::Length(n)),
+            }
+            if can_have_body(status) {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            continue;
+        } else if name == header::TRANSFER_ENCODING {
+            if !chunk_ok {
+                continue;
+            }
+            if matches!(framing, Some(Framing::Length(_))) {
+                return None;
+            }
+            framing = Some(Framing::Chunked);
+            out.extend_from_slice(b"transfer-encoding: ");
+            out.extend_from_slice(value.as_bytes());
+            if !ends_with_chunked(value.as_bytes()) {
+                out.extend_from_slice(b", chunked");
+            }
+            out.extend_from_slice(b"\r\n");
+            continue;
+        } else if name == header::CONNECTION {
+            if value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+            {
+                last = true;
+            }
+        } else if name == header::DATE {
+            wrote_date = true;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let framing = match framing {
+        Some(f) => f,
+        None => match body_len {
+            Some(None) if chunk_ok => {
+                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                Framing::Chunked
+            }
+            Some(None) => Framing::Close,
+            None | Some(Some(0)) => {
+                if can_have_body(status) {
+                    out.extend_from_slice(b"content-length: 0\r\n");
+                }
+                Framing::Length(0)
+            }
+            Some(Some(n)) => {
+                if can_have_body(status) {
+                    out.extend_from_slice(b"content-length: ");
+                    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                Framing::Length(n)
+            }
+        },
+    };
+    if !wrote_date {
+        out.extend_from_slice(b"date: ");
+        date::extend(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let framing = if chunk_ok {
+        framing
+    } else {
+        Framing::Length(0)
+    };
+    Some((framing, last || framing == Framing::Close))
+}
+
+fn ends_with_chunked(v: &[u8]) -> bool {
+    v.rsplit(|&b| b == b',')
+        .next()
+        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// The `date` header's value, formatted once a second per thread.
+mod date {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    struct Cached {
+        second: u64,
+        text: [u8; 29],
+    }
+
+    thread_local! {
+        static CACHED: RefCell<Cached> = const { RefCell::new(Cached { second: u64::MAX, text: [0; 29] }) };
+    }
+
+    pub fn extend(out: &mut Vec<u8>) {
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        CACHED.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.second != second {
+                let text = httpdate::fmt_http_date(now);
+                if text.len() == c.text.len() {
+                    c.text.copy_from_slice(text.as_bytes());
+                    c.second = second;
+                } else {
+                    out.extend_from_slice(text.as_bytes());
+                    return;
+                }
+            }
+            out.extend_from_slice(&c.text);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take(raw: &[u8]) -> (Taken, BytesMut) {
+        let mut buf = BytesMut::from(raw);
+        let t = take_request(&mut buf, 64 * 1024);
+        (t, buf)
+    }
+
+    fn not_ours(raw: &[u8]) -> bool {
+        matches!(take(raw).0, Taken::NotOurs)
+    }
+
+    #[test]
+    fn plain_requests_are_taken_with_their_bodies() {
+        let (t, rest) = take(
+            b"POST /dev/pets?x=1 HTTP/1.1\r\nHost: a\r\nX-Two: 1\r\nX-Two: 2\r\n\
+              Content-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n",
+        );
+        let Taken::Request(req, close) = t else {
+            panic!("not taken")
+        };
+        assert!(!close);
+        assert_eq!(req.method(), Method::POST);
+        assert_eq!(req.uri().path(), "/dev/pets");
+        assert_eq!(req.uri().query(), Some("x=1"));
+        assert_eq!(req.version(), Version::HTTP_11);
+        assert_eq!(req.headers()["host"], "a");
+        let twos: Vec<_> = req.headers().get_all("x-two").iter().collect();
+        assert_eq!(twos, ["1", "2"]);
+        assert!(matches!(req.body(), RequestBody::Buffered(Some(b)) if b == "hello"));
+        // The next request's first bytes stay buffered.
+        assert_eq!(&rest[..], b"GET / HTTP/1.1\r\n");
+
+        let (t, _) = take(b"GET /a HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n");
+        assert!(matches!(t, Taken::Request(_, true)));
+    }
+
+    #[test]
+    fn incomplete_heads_and_bodies_wait_for_more() {
+        assert!(matches!(
+            take(b"GET /a HTTP/1.1\r\nHost: a\r\n").0,
+            Taken::Partial
+        ));
+        let (t, rest) = take(b"PUT /a HTTP/1.1\r\nContent-Length: 4\r\n\r\nab");
+        assert!(matches!(t, Taken::Partial));
+        // Nothing is consumed until the whole request is there.
+        assert_eq!(rest.len(), 40);
+    }
+
+    #[test]
+    fn everything_else_is_left_to_hyper() {
+        for raw in [
+            &b"GET /a HTTP/1.0\r\n\r\n"[..],
+            b"HEAD /a HTTP/1.1\r\n\r\n",
+            b"CONNECT a:443 HTTP/1.1\r\n\r\n",
+            b"GET http://a/b HTTP/1.1\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+            b"POST /a HTTP/1.1\r\nContent-Length: +1\r\n\r\nx",
+            b"POST /a HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\nx",
+            b"POST /a HTTP/1.1\r\nContent-Length: 70000\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nConnection: upgrade\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nBad Name: a\r\n\r\n",
+            b"GET /a\x01 HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(not_ours(raw), "{}", String::from_utf8_lossy(raw));
+        }
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("X-{i}: v\r\n"))
+            .collect();
+        assert!(not_ours(
+            format!("GET /a HTTP/1.1\r\n{many}\r\n").as_bytes()
+        ));
+        // A head over the limit, whole or not.
+        let big = format!("GET /a HTTP/1.1\r\nX: {}\r\n", "v".repeat(70_000));
+        assert!(not_ours(big.as_bytes()));
+    }
+
+    #[test]
+    fn requests_the_http_types_refuse_are_handed_over_whole() {
+        // httparse takes `<` in a target; `http::Uri` does not (hyper answers 400).
+        let raw = b"POST /a<b HTTP/1.1\r\nContent-Length: 2\r\n\r\nokGET / HTTP/1.1\r\n";
+        let (t, rest) = take(raw);
+        assert!(matches!(t, Taken::NotOurs));
+        assert_eq!(&rest[..], &raw[..]);
+    }
+
+    fn head_of(status: u16, headers: &[(&str, &str)], body: Body) -> (String, Framing, bool) {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        let mut out = Vec::new();
+        let status = StatusCode::from_u16(status).expect("status");
+        let (framing, last) = encode_head(&mut out, status, &map, &body).expect("encodable");
+        let text = String::from_utf8(out).expect("utf-8");
+        // The date changes; its presence is checked by the callers.
+        let text = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("date: ") {
+                    "date: *"
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        (text, framing, last)
+    }
+
+    fn unknown_length() -> Body {
+        Body::stream(http_body_util::StreamBody::new(futures_util::stream::iter(
+            vec![Ok::<_, std::convert::Infallible>(http_body::Frame::data(
+                Bytes::from_static(b"x"),
+            ))],
+        )))
+    }
+
+    #[test]
+    fn heads_are_written_as_hyper_writes_them() {
+        let (h, f, last) = head_of(
+            200,
+            &[("x-a", "1"), ("connection", "keep-alive")],
+            Body::full("hi"),
+        );
+        assert_eq!(
+            h,
+            "HTTP/1.1 200 OK\nx-a: 1\nconnection: keep-alive\ncontent-length: 2\ndate: *\n"
+        );
+        assert_eq!((f, last), (Framing::Length(2), false));
+        // The map's content-length keeps its place; the body's length is what is sent.
+        let (h, f, _) = head_of(
+            201,
+            &[("content-length", "9"), ("x", "y")],
+            Body::full("abc"),
+        );
+        assert_eq!(
+            h,
+            "HTTP/1.1 201 Created\ncontent-length: 3\nx: y\ndate: *\n"
+        );
+        assert_eq!(f, Framing::Length(3));
+        // An empty body: `content-length: 0`, whatever the map said.
+        let (h, _, _) = head_of(502, &[("content-length", "12")], Body::empty());
+        assert_eq!(h, "HTTP/1.1 502 Bad Gateway\ncontent-length: 0\ndate: *\n");
+        // No length known: chunked, unless the map gives one.
+        let (h, f, _) = head_of(200, &[], unknown_length());
+        assert_eq!(h, "HTTP/1.1 200 OK\ntransfer-encoding: chunked\ndate: *\n");
+        assert_eq!(f, Framing::Chunked);
+        let (h, f, _) = head_of(200, &[("content-length", "1")], unknown_length());
+        assert_eq!(h, "HTTP/1.1 200 OK\ncontent-length: 1\ndate: *\n");
+        assert_eq!(f, Framing::Length(1));
+        // 204 and 304 carry no length and no body.
+        let (h, f, _) = head_of(204, &[("content-length", "0")], Body::empty());
+        assert_eq!(h, "HTTP/1.1 204 No Content\ndate: *\n");
+        assert_eq!(f, Framing::Length(0));
+        let (h, f, _) = head_of(304, &[], Body::full("x"));
+        assert_eq!(h, "HTTP/1.1 304 Not Modified\ndate: *\n");
+        assert_eq!(f, Framing::Length(0));
+        // A status without a reason phrase, a date of the response's own, `connection: close`.
+        let (h, _, last) = head_of(
+            599,
+            &[
+                ("date", "Tue, 01 Dec 2026 00:00:00 GMT"),
+                ("connection", "close"),
+            ],
+            Body::empty(),
+        );
+        assert_eq!(
+            h,
+            "HTTP/1.1 599 <none>\ndate: *\nconnection: close\ncontent-length: 0\n"
+        );
+        assert!(last);
+        // Conflicting lengths for a body of unknown length cannot be sent.
+        let mut map = HeaderMap::new();
+        map.append(header::CONTENT_LENGTH, HeaderValue::from_static("1"));
+        map.append(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        let mut out = Vec::new();
+        assert!(encode_head(&mut out, StatusCode::OK, &map, &unknown_length()).is_none());
+    }
+
+    #[test]
+    fn chunk_sizes_are_hex() {
+        let mut b = [0u8; 16];
+        assert_eq!(hex_len(0, &mut b), b"0");
+        assert_eq!(hex_len(255, &mut b), b"ff");
+        assert_eq!(hex_len(65_536, &mut b), b"10000");
+    }
+}
