@@ -589,53 +589,6 @@ async fn backend_response_framing() {
     backend.abort();
 }
 
-/// A raw-TCP backend on an ephemeral port: `serve` handles each accepted connection, given its
-/// sequence number. Returns the address, the count of connections accepted, and the task.
-async fn raw_backend<F, Fut>(
-    serve: F,
-) -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    tokio::task::JoinHandle<()>,
-)
-where
-    F: Fn(tokio::net::TcpStream, usize) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = accepted.clone();
-    let task = tokio::spawn(async move {
-        while let Ok((s, _)) = listener.accept().await {
-            let n = count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(s, n));
-        }
-    });
-    (addr, accepted, task)
-}
-
-/// Reads one request head from `s` (bytes past it stay in `got`); `None` once the connection
-/// ends.
-async fn read_head(s: &mut tokio::net::TcpStream, got: &mut Vec<u8>) -> Option<String> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = vec![0u8; 16 * 1024];
-    let end = loop {
-        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        match s.read(&mut buf).await {
-            Ok(0) | Err(_) => return None,
-            Ok(k) => got.extend_from_slice(&buf[..k]),
-        }
-    };
-    let head = String::from_utf8_lossy(&got[..end]).to_string();
-    got.drain(..end);
-    Some(head)
-}
-
 /// Serves `/{proxy+}` as an HTTP_PROXY to `backend`, stage `dev`.
 fn serve_raw_proxy(backend: std::net::SocketAddr, args: &[&str]) -> (tempfile::TempDir, Turnpike) {
     let dir = temp_dir();
