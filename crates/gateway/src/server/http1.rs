@@ -7,11 +7,10 @@
 //!
 //! What it takes is deliberately narrow, because request parsing is where request smuggling
 //! lives: an `HTTP/1.1` request in origin form with a standard method other than `HEAD` (whose
-//! response framing hyper handles), a head
-//! httparse accepts in its strict mode, and at most one `Content-Length` (digits only, at most
-//! [`MAX_BODY`] bytes). `Transfer-Encoding`, `Expect`, `Upgrade` or any doubt at all: hyper
-//! serves the request, from its first byte, and everything after it on the connection. So a
-//! malformed request still gets hyper's 400 / 431 / 414.
+//! response framing hyper handles), a head httparse accepts in its strict mode, and at most one
+//! `Content-Length` (digits only, at most [`MAX_BODY`] bytes). `Transfer-Encoding`, `Expect`,
+//! `Upgrade` or any doubt at all: hyper serves the request, from its first byte, and everything
+//! after it on the connection. So a malformed request still gets hyper's 400 or 431.
 //!
 //! Responses are written as hyper writes them (status line, header order and case, `date`,
 //! the `content-length` / `transfer-encoding` rules), so which path served a request does not
@@ -24,7 +23,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 use http_body::Body as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -52,12 +51,15 @@ pub(super) async fn serve(mut stream: TcpStream, conn: Connection) {
     let timer = SleepSlot::default();
     // Registered once per connection: a new registration per idle wait costs a lock each.
     let mut shutdown = std::pin::pin!(conn.shutdown.clone().cancelled_owned());
+    // The last response's header map, emptied, holds the next request's headers (as hyper
+    // does): no allocation for them.
+    let mut spare = HeaderMap::new();
     loop {
         let deadline = Instant::now() + conn.opts.header_read_timeout;
         // Read until the head (and its small body) is whole.
         let (req, close) = loop {
             if !buf.is_empty() {
-                match take_request(&mut buf, conn.opts.max_head_bytes) {
+                match take_request(&mut buf, conn.opts.max_head_bytes, &mut spare) {
                     Taken::Request(req, close) => break (req, close),
                     Taken::Partial => {}
                     Taken::NotOurs => {
@@ -83,13 +85,19 @@ pub(super) async fn serve(mut stream: TcpStream, conn: Connection) {
                 _ => return,
             }
         };
-        let closing = close || conn.shutdown.is_cancelled();
-        let response = pipeline::handle(&conn.gateway, req, &conn.client).await;
+        let (parts, body) = pipeline::handle(&conn.gateway, req, &conn.client)
+            .await
+            .into_parts();
         out.clear();
-        match write_response(&mut stream, &mut out, response).await {
-            Ok(true) if !closing => {}
+        let reusable =
+            write_response(&mut stream, &mut out, parts.status, &parts.headers, body).await;
+        // A shutdown that began during the request ends the connection after it.
+        match reusable {
+            Ok(true) if !close && !conn.shutdown.is_cancelled() => {}
             _ => return,
         }
+        spare = parts.headers;
+        spare.clear();
     }
 }
 
@@ -104,6 +112,9 @@ async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Resul
 // Request head
 // ---------------------------------------------------------------------------------------------
 
+// Returned once per request and taken apart at once; boxing the request would cost an
+// allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Taken {
     /// A request, and whether the client asked to close after it (`Connection: close`).
     Request(Request<RequestBody>, bool),
@@ -115,7 +126,7 @@ enum Taken {
 
 /// Takes the first request off `buf` if it is whole and the fast path's kind; its header
 /// values share the buffer's bytes.
-fn take_request(buf: &mut BytesMut, max_head: usize) -> Taken {
+fn take_request(buf: &mut BytesMut, max_head: usize, spare: &mut HeaderMap) -> Taken {
     // Spans of the target and the headers, as offsets: the buffer is split after parsing.
     let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
     let (len, method, target, count, body_len, close) = {
@@ -195,7 +206,15 @@ fn take_request(buf: &mut BytesMut, max_head: usize) -> Taken {
     }
     let head = buf.split_to(len).freeze();
     let body = buf.split_to(body_len).freeze();
-    match build_request(&head, method, target, &spans[..count], body.clone()) {
+    let headers = std::mem::take(spare);
+    match build_request(
+        &head,
+        method,
+        target,
+        &spans[..count],
+        headers,
+        body.clone(),
+    ) {
         Some(req) => Taken::Request(req, close),
         None => {
             // Something only the `http` types refuse (a URI or header name): hyper decides.
@@ -246,10 +265,11 @@ fn build_request(
     method: Method,
     (ts, te): (u32, u32),
     spans: &[(u32, u32, u32, u32)],
+    mut headers: HeaderMap,
     body: Bytes,
 ) -> Option<Request<RequestBody>> {
     let uri = Uri::from_maybe_shared(head.slice(ts as usize..te as usize)).ok()?;
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    headers.reserve(spans.len());
     for &(ns, ne, vs, ve) in spans {
         let name = HeaderName::from_bytes(head.get(ns as usize..ne as usize)?).ok()?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize)).ok()?;
@@ -272,22 +292,21 @@ fn build_request(
 enum Framing {
     Length(u64),
     Chunked,
-    /// No length known and chunking not allowed: the body ends when the connection closes.
-    Close,
 }
 
-/// Writes `response`; `Ok(true)` when the connection can carry another request.
+/// Writes a response; `Ok(true)` when the connection can carry another request.
 async fn write_response(
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
-    response: Response<Body>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    mut body: Body,
 ) -> std::io::Result<bool> {
-    let (parts, mut body) = response.into_parts();
-    let Some((framing, last)) = encode_head(out, parts.status, &parts.headers, &body) else {
+    let Some((framing, last)) = encode_head(out, status, headers, &body) else {
         // A header the response cannot be sent with (hyper refuses it too): close.
         return Ok(false);
     };
-    if !can_have_body(parts.status) {
+    if !can_have_body(status) {
         stream.write_all(out).await?;
         return Ok(!last);
     }
@@ -350,7 +369,7 @@ async fn write_response(
                 push_data(stream, out, &data).await?;
                 out.extend_from_slice(b"\r\n");
             }
-            Framing::Length(_) | Framing::Close => push_data(stream, out, &data).await?,
+            Framing::Length(_) => push_data(stream, out, &data).await?,
         }
     }
     let complete = match framing {
@@ -359,7 +378,6 @@ async fn write_response(
             out.extend_from_slice(b"0\r\n\r\n");
             true
         }
-        Framing::Close => false,
     };
     if !out.is_empty() {
         stream.write_all(out).await?;
@@ -490,7 +508,8 @@ fn encode_head(
                 out.extend_from_slice(b"transfer-encoding: chunked\r\n");
                 Framing::Chunked
             }
-            Some(None) => Framing::Close,
+            // A status without a body (below): nothing is sent.
+            Some(None) => Framing::Length(0),
             None | Some(Some(0)) => {
                 if can_have_body(status) {
                     out.extend_from_slice(b"content-length: 0\r\n");
@@ -518,7 +537,7 @@ fn encode_head(
     } else {
         Framing::Length(0)
     };
-    Some((framing, last || framing == Framing::Close))
+    Some((framing, last))
 }
 
 fn ends_with_chunked(v: &[u8]) -> bool {
@@ -567,7 +586,7 @@ mod tests {
 
     fn take(raw: &[u8]) -> (Taken, BytesMut) {
         let mut buf = BytesMut::from(raw);
-        let t = take_request(&mut buf, 64 * 1024);
+        let t = take_request(&mut buf, 64 * 1024, &mut HeaderMap::new());
         (t, buf)
     }
 
