@@ -51,15 +51,13 @@ pub(super) async fn serve(mut stream: TcpStream, conn: Connection) {
     let timer = SleepSlot::default();
     // Registered once per connection: a new registration per idle wait costs a lock each.
     let mut shutdown = std::pin::pin!(conn.shutdown.clone().cancelled_owned());
-    // The last response's header map, emptied, holds the next request's headers (as hyper
-    // does): no allocation for them.
-    let mut spare = HeaderMap::new();
+    let mut scratch = Scratch::default();
     loop {
         let deadline = Instant::now() + conn.opts.header_read_timeout;
         // Read until the head (and its small body) is whole.
         let (req, close) = loop {
             if !buf.is_empty() {
-                match take_request(&mut buf, conn.opts.max_head_bytes, &mut spare) {
+                match take_request(&mut buf, conn.opts.max_head_bytes, &mut scratch) {
                     Taken::Request(req, close) => break (req, close),
                     Taken::Partial => {}
                     Taken::NotOurs => {
@@ -68,7 +66,8 @@ pub(super) async fn serve(mut stream: TcpStream, conn: Connection) {
                 }
             }
             let idle = buf.is_empty();
-            let read = timer.timeout_at(deadline, read_some(&mut stream, &mut buf));
+            let read_more = std::pin::pin!(read_some(&mut stream, &mut buf));
+            let read = timer.timeout_at(deadline, read_more);
             let read = if idle {
                 // Shutdown closes idle connections only; a request being read is served.
                 tokio::select! {
@@ -96,8 +95,8 @@ pub(super) async fn serve(mut stream: TcpStream, conn: Connection) {
             Ok(true) if !close && !conn.shutdown.is_cancelled() => {}
             _ => return,
         }
-        spare = parts.headers;
-        spare.clear();
+        scratch.headers = parts.headers;
+        scratch.headers.clear();
     }
 }
 
@@ -124,12 +123,23 @@ enum Taken {
     NotOurs,
 }
 
+/// Per-connection space for parsing, kept between requests.
+#[derive(Default)]
+struct Scratch {
+    /// The last response's header map, emptied: it holds the next request's headers (as
+    /// hyper does), so they need no allocation.
+    headers: HeaderMap,
+    /// Offsets of each header's name and value in the head.
+    spans: Vec<(u32, u32, u32, u32)>,
+}
+
 /// Takes the first request off `buf` if it is whole and the fast path's kind; its header
 /// values share the buffer's bytes.
-fn take_request(buf: &mut BytesMut, max_head: usize, spare: &mut HeaderMap) -> Taken {
-    // Spans of the target and the headers, as offsets: the buffer is split after parsing.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let (len, method, target, count, body_len, close) = {
+fn take_request(buf: &mut BytesMut, max_head: usize, scratch: &mut Scratch) -> Taken {
+    // Spans of the headers, as offsets: the buffer is split after parsing.
+    let spans = &mut scratch.spans;
+    spans.clear();
+    let (len, method, target, body_len, close) = {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         let len = match httparse::ParserConfig::default()
@@ -163,7 +173,7 @@ fn take_request(buf: &mut BytesMut, max_head: usize, spare: &mut HeaderMap) -> T
         };
         let mut body_len = None;
         let mut close = false;
-        for (h, slot) in req.headers.iter().zip(spans.iter_mut()) {
+        for h in req.headers.iter() {
             let name = h.name.as_bytes();
             match header_role(name) {
                 Role::Plain => {}
@@ -190,13 +200,12 @@ fn take_request(buf: &mut BytesMut, max_head: usize, spare: &mut HeaderMap) -> T
             }
             let (ns, ne) = span(name);
             let (vs, ve) = span(h.value);
-            *slot = (ns, ne, vs, ve);
+            spans.push((ns, ne, vs, ve));
         }
         (
             len,
             method,
             span(path.as_bytes()),
-            req.headers.len(),
             body_len.unwrap_or(0),
             close,
         )
@@ -206,15 +215,8 @@ fn take_request(buf: &mut BytesMut, max_head: usize, spare: &mut HeaderMap) -> T
     }
     let head = buf.split_to(len).freeze();
     let body = buf.split_to(body_len).freeze();
-    let headers = std::mem::take(spare);
-    match build_request(
-        &head,
-        method,
-        target,
-        &spans[..count],
-        headers,
-        body.clone(),
-    ) {
+    let headers = std::mem::take(&mut scratch.headers);
+    match build_request(&head, method, target, &scratch.spans, headers, body.clone()) {
         Some(req) => Taken::Request(req, close),
         None => {
             // Something only the `http` types refuse (a URI or header name): hyper decides.
@@ -586,7 +588,7 @@ mod tests {
 
     fn take(raw: &[u8]) -> (Taken, BytesMut) {
         let mut buf = BytesMut::from(raw);
-        let t = take_request(&mut buf, 64 * 1024, &mut HeaderMap::new());
+        let t = take_request(&mut buf, 64 * 1024, &mut Scratch::default());
         (t, buf)
     }
 

@@ -112,7 +112,9 @@ impl Pool {
         loop {
             let (mut conn, reused) = match self.checkout(authority.as_str()) {
                 Some(c) => (c, true),
-                None => (Conn::connect(authority).await?, false),
+                // Boxed: the connect future (address lookup included) is large, and would
+                // otherwise size every request's future for a step most requests skip.
+                None => (Box::pin(Conn::connect(authority)).await?, false),
             };
             match conn.exchange(&out, tail.as_ref(), head_only, rewrite).await {
                 Ok((head, state, reusable)) => {

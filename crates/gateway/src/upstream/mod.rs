@@ -183,6 +183,19 @@ impl Upstream {
                 return Ok(resp.map(UpstreamBody::H1));
             }
         }
+        // Boxed, so that its state does not size the plain-HTTP path's future.
+        Box::pin(self.send_hyper(method, uri, headers, body, rewrite)).await
+    }
+
+    /// TLS, HTTP/2 and streamed uploads: hyper's client.
+    async fn send_hyper(
+        &self,
+        method: http::Method,
+        uri: http::Uri,
+        headers: &(dyn HeaderSource + Sync),
+        body: Body,
+        rewrite: Option<HeaderRewrite>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let mut req = Request::new(body);
         *req.method_mut() = method;
         *req.uri_mut() = uri;

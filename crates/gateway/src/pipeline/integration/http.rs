@@ -250,7 +250,7 @@ async fn send(
     let result = inv
         .client
         .integration_timer
-        .timeout(timeout, gw.upstream.request(req))
+        .timeout(timeout, std::pin::pin!(gw.upstream.request(req)))
         .await;
     outcome(inv, result, started)
 }
@@ -444,9 +444,10 @@ pub async fn proxy(
     let result = {
         let inv: &Invocation<'_> = inv;
         let headers = ProxyHeaders::new(inv, &mapped, len)?;
-        let call = gw
-            .upstream
-            .proxy(method, uri, &headers, body, remap_response_header);
+        let call =
+            std::pin::pin!(gw
+                .upstream
+                .proxy(method, uri, &headers, body, remap_response_header));
         inv.client.integration_timer.timeout(timeout, call).await
     };
     let resp = outcome(inv, result, started)?;
