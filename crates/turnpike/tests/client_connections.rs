@@ -72,6 +72,8 @@ fn serve(backend: std::net::SocketAddr) -> (tempfile::TempDir, Turnpike) {
                 path_params(&["proxy"]),
             )},
             "/mock": {"get": mock_op(200, "{\"ok\":true}")},
+            // A 1xx cannot be a final response: hyper answers 500, and so must the fast path.
+            "/early": {"get": mock_op(103, "early")},
         }),
     );
     write_json(dir.path(), "api.json", &def);
@@ -197,6 +199,7 @@ async fn fast_path_and_hyper_answer_alike() {
         ("DELETE", "/dev/kept", ""),
         ("GET", "/nostage/x", ""),
         ("PATCH", "/dev/mock", ""),
+        ("GET", "/dev/early", ""),
     ];
     for (method, path, body) in cases {
         let plain = format!(
@@ -243,6 +246,8 @@ async fn fast_path_and_hyper_answer_alike() {
         head.iter().filter(|l| l.starts_with("set-cookie")).count(),
         2
     );
+    let (head, _) = exchange(tp.addr(), "GET /dev/early HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(head[0], "HTTP/1.1 500 Internal Server Error");
     let (head, body) = exchange(tp.addr(), "GET /dev/empty HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!(head[0], "HTTP/1.1 204 No Content");
     assert!(body.is_empty());

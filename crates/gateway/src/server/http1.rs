@@ -304,6 +304,19 @@ async fn write_response(
     headers: &HeaderMap,
     mut body: Body,
 ) -> std::io::Result<bool> {
+    if status.is_informational() {
+        // A 1xx cannot be the response; hyper answers 500 and closes instead (so do we, so
+        // that both paths agree).
+        let empty = HeaderMap::new();
+        let _ = encode_head(
+            out,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &empty,
+            &Body::empty(),
+        );
+        stream.write_all(out).await?;
+        return Ok(false);
+    }
     let Some((framing, last)) = encode_head(out, status, headers, &body) else {
         // A header the response cannot be sent with (hyper refuses it too): close.
         return Ok(false);
