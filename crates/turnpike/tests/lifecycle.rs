@@ -196,6 +196,52 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     assert!(std::net::TcpStream::connect(tp.addr()).is_err());
 }
 
+/// Shutdown closes idle keep-alive connections at once, on the fast path and on connections
+/// handed to hyper, instead of waiting out the drain timeout (30 s by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_idle_keep_alive_connections_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = temp_dir();
+    let def = openapi("Idle", json!({"/ok": {"get": mock_op(200, "{}")}}));
+    let file = write_json(dir.path(), "api.json", &def);
+    let mut tp = Turnpike::serve_with(&file, &["--no-watch", "--stage", "dev"]);
+    // One idle connection on the fast path, one that `Expect` handed to hyper.
+    let mut idle = Vec::new();
+    for extra in ["", "Expect: 100-continue\r\n"] {
+        let mut s = tokio::net::TcpStream::connect(tp.addr())
+            .await
+            .expect("connect");
+        s.write_all(format!("GET /dev/ok HTTP/1.1\r\nHost: x\r\n{extra}\r\n").as_bytes())
+            .await
+            .expect("write");
+        let r = tokio::time::timeout(WAIT, read_response(&mut s, false))
+            .await
+            .expect("in time")
+            .expect("a response");
+        assert_eq!(r.status, 200);
+        idle.push(s);
+    }
+    let started = Instant::now();
+    tp.sigterm();
+    for mut s in idle {
+        let mut b = [0u8; 64];
+        let n = tokio::time::timeout(WAIT, s.read(&mut b))
+            .await
+            .expect("closed in time")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "an idle connection is closed, not answered");
+    }
+    let status = tokio::task::block_in_place(|| tp.wait_exit(WAIT)).expect("turnpike exits");
+    assert!(status.success(), "exit status {status:?}");
+    // Well under the 10 s header-read deadline, which would also close them.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "idle connections held the shutdown for {:?}",
+        started.elapsed()
+    );
+}
+
 fn wait_lines(path: &Path, n: usize) -> Vec<String> {
     let deadline = Instant::now() + WAIT;
     loop {
