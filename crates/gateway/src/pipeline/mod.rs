@@ -107,10 +107,7 @@ pub async fn handle(gw: &Gateway, req: Request<RequestBody>, client: &Client) ->
             .headers()
             .get_all(http::header::CONNECTION)
             .iter()
-            .any(|v| {
-                v.to_str()
-                    .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
-            });
+            .any(|v| crate::headers::has_token(v.as_bytes(), b"close"));
     let runtime: Arc<Runtime> = gw.runtime();
     let req = if runtime.websocket_apis.is_empty() {
         req

@@ -30,6 +30,7 @@ use tokio::net::TcpStream;
 
 use super::{hand_off, Connection, Rewind};
 use crate::body::{Body, RequestBody};
+use crate::headers::{has_token, parse_decimal, tokens};
 use crate::pipeline;
 use crate::timer::SleepSlot;
 
@@ -181,20 +182,16 @@ fn take_request(buf: &mut BytesMut, max_head: usize, scratch: &mut Scratch) -> T
                     if body_len.is_some() {
                         return Taken::NotOurs;
                     }
-                    match content_length(h.value) {
-                        Some(n) if n <= MAX_BODY => body_len = Some(n),
+                    match parse_decimal(h.value) {
+                        Some(n) if n <= MAX_BODY as u64 => body_len = Some(n as usize),
                         _ => return Taken::NotOurs,
                     }
                 }
                 Role::Connection => {
-                    for token in h.value.split(|&b| b == b',') {
-                        let token = token.trim_ascii();
-                        if token.eq_ignore_ascii_case(b"close") {
-                            close = true;
-                        } else if token.eq_ignore_ascii_case(b"upgrade") {
-                            return Taken::NotOurs;
-                        }
+                    if has_token(h.value, b"upgrade") {
+                        return Taken::NotOurs;
                     }
+                    close |= has_token(h.value, b"close");
                 }
                 Role::NotOurs => return Taken::NotOurs,
             }
@@ -251,14 +248,6 @@ fn header_role(name: &[u8]) -> Role {
         7 if is(b"upgrade") => Role::NotOurs,
         _ => Role::Plain,
     }
-}
-
-/// A `Content-Length` value: digits only (no sign, no spaces, no list), as RFC 9110 asks.
-fn content_length(v: &[u8]) -> Option<usize> {
-    if v.is_empty() || v.len() > 10 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// The request for the pipeline. `None` for what the `http` types refuse.
@@ -472,7 +461,7 @@ fn encode_head(
                 None => continue,
                 // The body's own length, whatever the map says (hyper trusts the map).
                 Some(Some(n)) => n,
-                Some(None) => content_length(value.as_bytes())? as u64,
+                Some(None) => parse_decimal(value.as_bytes())?,
             };
             match framing {
                 Some(Framing::Length(prev)) if prev != n => return None,
@@ -501,13 +490,7 @@ fn encode_head(
             out.extend_from_slice(b"\r\n");
             continue;
         } else if name == header::CONNECTION {
-            if value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-            {
-                last = true;
-            }
+            last |= has_token(value.as_bytes(), b"close");
         } else if name == header::DATE {
             wrote_date = true;
         }
@@ -556,9 +539,9 @@ fn encode_head(
 }
 
 fn ends_with_chunked(v: &[u8]) -> bool {
-    v.rsplit(|&b| b == b',')
-        .next()
-        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+    tokens(v)
+        .next_back()
+        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
 }
 
 /// The `date` header's value, formatted once a second per thread.

@@ -494,13 +494,7 @@ fn parse_head(
             HeaderValue::from_maybe_shared(head.slice(vs..ve))
                 .map_err(|_| UpstreamError::Protocol("invalid header value in the response"))?
         };
-        let tokens = || {
-            value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .map(<[u8]>::trim_ascii)
-                .filter(|t| !t.is_empty())
-        };
+        let tokens = || crate::headers::tokens(value.as_bytes());
         if name == header::CONNECTION {
             for token in tokens() {
                 close |= token.eq_ignore_ascii_case(b"close");
@@ -519,7 +513,7 @@ fn parse_head(
         } else if name == header::CONTENT_LENGTH {
             // `Content-Length: 5, 5` and repeated equal lines are one length.
             for part in value.as_bytes().split(|&b| b == b',') {
-                length = match (parse_decimal(part.trim_ascii()), length) {
+                length = match (crate::headers::parse_decimal(part.trim_ascii()), length) {
                     (Some(n), Length::Absent) => Length::Known(n),
                     (Some(n), Length::Known(l)) if n == l => length,
                     _ => Length::Invalid,
@@ -574,15 +568,6 @@ fn framing(head_only: bool, head: &Head) -> Result<(BodyState, bool), UpstreamEr
         (None, Length::Known(0)) => Ok((BodyState::Done, true)),
         (None, Length::Known(n)) => Ok((BodyState::Length(n), true)),
     }
-}
-
-fn parse_decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 {
-        return None;
-    }
-    s.iter().try_fold(0u64, |n, &b| {
-        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
-    })
 }
 
 /// Where a connection goes once its response has been read.
