@@ -49,6 +49,8 @@ async fn backend() -> std::net::SocketAddr {
                 "/chunked" => b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec(),
                 "/empty" => b"HTTP/1.1 204 No Content\r\nX-Up: 1\r\n\r\n".to_vec(),
                 "/status" => b"HTTP/1.1 418 I'm a teapot\r\nContent-Length: 3\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\ntea".to_vec(),
+                // Every header HTTP_PROXY renames or drops, in mixed case.
+                "/remapped" => b"HTTP/1.1 200 OK\r\nServer: up/1\r\nDate: Thu, 01 Jan 2026 00:00:00 GMT\r\nX-Amzn-RequestId: up-id\r\nVia: 1.1 hop\r\nX-Custom-Header: Kept As Sent\r\nConnection: keep-alive\r\nCONTENT-LENGTH: 2\r\n\r\nok".to_vec(),
                 _ => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nkept".to_vec(),
             };
             if s.write_all(&reply).await.is_err() {
@@ -196,6 +198,7 @@ async fn fast_path_and_hyper_answer_alike() {
         ("GET", "/dev/chunked", ""),
         ("GET", "/dev/empty", ""),
         ("GET", "/dev/status", ""),
+        ("GET", "/dev/remapped", ""),
         ("DELETE", "/dev/kept", ""),
         ("GET", "/nostage/x", ""),
         ("PATCH", "/dev/mock", ""),
@@ -246,6 +249,24 @@ async fn fast_path_and_hyper_answer_alike() {
         head.iter().filter(|l| l.starts_with("set-cookie")).count(),
         2
     );
+    let (head, body) = exchange(tp.addr(), "GET /dev/remapped HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(body, b"ok");
+    let lines: Vec<&str> = head.iter().map(String::as_str).collect();
+    assert_eq!(
+        lines[..8],
+        [
+            "HTTP/1.1 200 OK",
+            "x-amzn-remapped-server: up/1",
+            "x-amzn-remapped-date: Thu, 01 Jan 2026 00:00:00 GMT",
+            "x-amzn-remapped-x-amzn-requestid: up-id",
+            "x-custom-header: Kept As Sent",
+            "x-amzn-remapped-connection: keep-alive",
+            "content-length: 2",
+            "x-amzn-remapped-content-length: 2",
+        ],
+        "{head:?}"
+    );
+    assert!(!lines.iter().any(|l| l.starts_with("via")), "{head:?}");
     let (head, _) = exchange(tp.addr(), "GET /dev/early HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!(head[0], "HTTP/1.1 500 Internal Server Error");
     let (head, body) = exchange(tp.addr(), "GET /dev/empty HTTP/1.1\r\nHost: x\r\n\r\n").await;

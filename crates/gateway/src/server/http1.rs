@@ -33,6 +33,7 @@ use crate::body::{Body, RequestBody};
 use crate::headers::{has_token, parse_decimal, tokens};
 use crate::pipeline;
 use crate::timer::SleepSlot;
+use crate::upstream::LineName;
 
 /// Header lines the fast path parses; a request with more goes to hyper (which allows 100).
 const MAX_HEADERS: usize = 64;
@@ -450,55 +451,44 @@ fn encode_head(
     } else {
         Some(body.size_hint().exact())
     };
-    let chunk_ok = can_have_body(status);
-    let mut framing = None;
-    let mut last = false;
-    let mut wrote_date = false;
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH {
-            let n = match body_len {
-                // No body: `content-length: 0` follows below.
-                None => continue,
-                // The body's own length, whatever the map says (hyper trusts the map).
-                Some(Some(n)) => n,
-                Some(None) => parse_decimal(value.as_bytes())?,
-            };
-            match framing {
-                Some(Framing::Length(prev)) if prev != n => return None,
-                Some(_) => continue,
-                None => framing = Some(Framing::Length(n)),
+    let mut w = HeadWriter {
+        out,
+        status,
+        body_len,
+        framing: None,
+        last: false,
+        wrote_date: false,
+    };
+    // An HTTP_PROXY backend's lines, kept as received, go first: they would have been in the
+    // map before anything the gateway added.
+    if let Some(head) = upstream_head(body) {
+        let mut ok = true;
+        head.for_each(|name, value| {
+            ok &= match name {
+                LineName::Received(n) => w.line(kind_of(n), Name::Received(n), value),
+                LineName::Renamed(n) => w.line(kind_of_name(n), Name::Lower(n.as_str()), value),
             }
-            if can_have_body(status) {
-                out.extend_from_slice(b"content-length: ");
-                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-                out.extend_from_slice(b"\r\n");
-            }
-            continue;
-        } else if name == header::TRANSFER_ENCODING {
-            if !chunk_ok {
-                continue;
-            }
-            if matches!(framing, Some(Framing::Length(_))) {
-                return None;
-            }
-            framing = Some(Framing::Chunked);
-            out.extend_from_slice(b"transfer-encoding: ");
-            out.extend_from_slice(value.as_bytes());
-            if !ends_with_chunked(value.as_bytes()) {
-                out.extend_from_slice(b", chunked");
-            }
-            out.extend_from_slice(b"\r\n");
-            continue;
-        } else if name == header::CONNECTION {
-            last |= has_token(value.as_bytes(), b"close");
-        } else if name == header::DATE {
-            wrote_date = true;
+            .is_some();
+        });
+        if !ok {
+            return None;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
     }
+    for (name, value) in headers {
+        w.line(
+            kind_of_name(name),
+            Name::Lower(name.as_str()),
+            value.as_bytes(),
+        )?;
+    }
+    let HeadWriter {
+        out,
+        framing,
+        last,
+        wrote_date,
+        ..
+    } = w;
+    let chunk_ok = can_have_body(status);
     let framing = match framing {
         Some(f) => f,
         None => match body_len {
@@ -536,6 +526,127 @@ fn encode_head(
         Framing::Length(0)
     };
     Some((framing, last))
+}
+
+/// The backend's header lines that an HTTP_PROXY response carries outside its map.
+fn upstream_head(body: &Body) -> Option<&crate::upstream::ResponseHead> {
+    match body {
+        Body::Upstream(b) => b.head(),
+        _ => None,
+    }
+}
+
+/// Header names the head writer treats apart.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Date,
+    Other,
+}
+
+fn kind_of_name(name: &HeaderName) -> Kind {
+    if name == header::CONTENT_LENGTH {
+        Kind::ContentLength
+    } else if name == header::TRANSFER_ENCODING {
+        Kind::TransferEncoding
+    } else if name == header::CONNECTION {
+        Kind::Connection
+    } else if name == header::DATE {
+        Kind::Date
+    } else {
+        Kind::Other
+    }
+}
+
+/// [`kind_of_name`] for a name as received, in any case.
+fn kind_of(name: &[u8]) -> Kind {
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        4 if is(b"date") => Kind::Date,
+        10 if is(b"connection") => Kind::Connection,
+        14 if is(b"content-length") => Kind::ContentLength,
+        17 if is(b"transfer-encoding") => Kind::TransferEncoding,
+        _ => Kind::Other,
+    }
+}
+
+enum Name<'a> {
+    /// Already in lower case (a `HeaderName`).
+    Lower(&'a str),
+    /// As received: written in lower case, as a `HeaderName` would be.
+    Received(&'a [u8]),
+}
+
+/// The header lines of one response head, with what they say about its framing.
+struct HeadWriter<'a> {
+    out: &'a mut Vec<u8>,
+    status: StatusCode,
+    /// `None`: no body at all; `Some(None)`: a body of unknown length.
+    body_len: Option<Option<u64>>,
+    framing: Option<Framing>,
+    /// `Connection: close` was written.
+    last: bool,
+    wrote_date: bool,
+}
+
+impl HeadWriter<'_> {
+    /// Writes one header line; `None` for a line hyper refuses (a conflicting or invalid
+    /// `content-length`, or one after `transfer-encoding`).
+    fn line(&mut self, kind: Kind, name: Name<'_>, value: &[u8]) -> Option<()> {
+        let chunk_ok = can_have_body(self.status);
+        match kind {
+            Kind::ContentLength => {
+                let n = match self.body_len {
+                    // No body: `content-length: 0` follows at the end.
+                    None => return Some(()),
+                    // The body's own length, whatever the line says (hyper trusts the map).
+                    Some(Some(n)) => n,
+                    Some(None) => parse_decimal(value)?,
+                };
+                match self.framing {
+                    Some(Framing::Length(prev)) if prev != n => return None,
+                    Some(_) => return Some(()),
+                    None => self.framing = Some(Framing::Length(n)),
+                }
+                if chunk_ok {
+                    self.out.extend_from_slice(b"content-length: ");
+                    self.out
+                        .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+                    self.out.extend_from_slice(b"\r\n");
+                }
+                return Some(());
+            }
+            Kind::TransferEncoding => {
+                if !chunk_ok {
+                    return Some(());
+                }
+                if matches!(self.framing, Some(Framing::Length(_))) {
+                    return None;
+                }
+                self.framing = Some(Framing::Chunked);
+                self.out.extend_from_slice(b"transfer-encoding: ");
+                self.out.extend_from_slice(value);
+                if !ends_with_chunked(value) {
+                    self.out.extend_from_slice(b", chunked");
+                }
+                self.out.extend_from_slice(b"\r\n");
+                return Some(());
+            }
+            Kind::Connection => self.last |= has_token(value, b"close"),
+            Kind::Date => self.wrote_date = true,
+            Kind::Other => {}
+        }
+        match name {
+            Name::Lower(n) => self.out.extend_from_slice(n.as_bytes()),
+            Name::Received(n) => self.out.extend(n.iter().map(|b| b.to_ascii_lowercase())),
+        }
+        self.out.extend_from_slice(b": ");
+        self.out.extend_from_slice(value);
+        self.out.extend_from_slice(b"\r\n");
+        Some(())
+    }
 }
 
 fn ends_with_chunked(v: &[u8]) -> bool {

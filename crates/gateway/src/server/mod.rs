@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::body::RequestBody;
+use crate::body::{Body, RequestBody};
 use crate::timer::ConnTimer;
 use crate::{pipeline, Gateway};
 
@@ -130,7 +130,12 @@ async fn hand_off(io: Rewind<TcpStream>, conn: Connection) {
         let client = client.clone();
         async move {
             let req = req.map(RequestBody::Streaming);
-            Ok::<_, Infallible>(pipeline::handle(&gw, req, &client).await)
+            let (mut parts, mut body) = pipeline::handle(&gw, req, &client).await.into_parts();
+            // hyper writes the map alone: a backend's lines kept outside it join it here.
+            if let Body::Upstream(b) = &mut body {
+                b.merge_head_into(&mut parts.headers);
+            }
+            Ok::<_, Infallible>(http::Response::from_parts(parts, body))
         }
     });
     let builder = conn_builder(&opts);

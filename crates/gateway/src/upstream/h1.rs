@@ -31,7 +31,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::{
-    HeaderRewrite, HeaderSource, UpstreamError, CONNECT_TIMEOUT, IDLE_TIMEOUT, MAX_IDLE_PER_HOST,
+    HeaderRewrite, HeaderSource, Rewrite, UpstreamError, CONNECT_TIMEOUT, IDLE_TIMEOUT,
+    MAX_IDLE_PER_HOST,
 };
 
 /// Largest response head accepted (hyper's client default is about the same).
@@ -117,7 +118,7 @@ impl Pool {
                 None => (Box::pin(Conn::connect(authority)).await?, false),
             };
             match conn.exchange(&out, tail.as_ref(), head_only, rewrite).await {
-                Ok((head, state, reusable)) => {
+                Ok((mut head, state, reusable)) => {
                     let body = ResponseBody::new(
                         conn,
                         state,
@@ -125,6 +126,7 @@ impl Pool {
                             pool: self.clone(),
                             authority: authority.clone(),
                         }),
+                        head.raw.take(),
                     );
                     let mut resp = Response::new(body);
                     *resp.status_mut() = head.status;
@@ -394,7 +396,9 @@ fn encode_head(
 struct Head {
     status: StatusCode,
     version: Version,
+    /// Empty when `raw` holds the lines.
     headers: HeaderMap,
+    raw: Option<ResponseHead>,
     /// The backend allows another request on this connection.
     keep_alive: bool,
     /// Framing, read from the headers as they arrived (a rewrite may drop them from the map).
@@ -471,60 +475,71 @@ fn parse_head(
     let status = StatusCode::from_u16(code)
         .map_err(|_| UpstreamError::Protocol("invalid response status"))?;
     let head = buf.split_to(len).freeze();
-    // Room for a rewrite's renamed copies and for what the gateway adds to the response
-    // after (request ids, `Connection`): growing a map rehashes it.
-    let mut headers = HeaderMap::with_capacity(count + 8);
+    // With a rewrite, the lines stay as received (httparse has checked every name and value
+    // against the rules the `http` types apply) and no map is built.
+    let mut headers = HeaderMap::new();
+    let mut lines = Vec::new();
+    match rewrite {
+        Some(_) => lines.reserve_exact(count),
+        None => headers.reserve(count),
+    }
     let mut close = false;
     let mut keep_alive_token = false;
     let mut transfer_encoding = None;
     let mut length = Length::Absent;
     for &(ns, ne, vs, ve) in &spans[..count] {
-        let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
-        let name = head
-            .get(ns..ne)
-            .and_then(|n| HeaderName::from_bytes(n).ok())
-            .ok_or(UpstreamError::Protocol(
-                "invalid header name in the response",
-            ))?;
-        let value = if ve > head.len() || vs > ve {
+        let (Some(name), Some(value)) = (
+            head.get(ns as usize..ne as usize),
+            head.get(vs as usize..ve as usize),
+        ) else {
             return Err(UpstreamError::Protocol(
-                "invalid header value in the response",
+                "invalid header line in the response",
             ));
-        } else {
-            HeaderValue::from_maybe_shared(head.slice(vs..ve))
-                .map_err(|_| UpstreamError::Protocol("invalid header value in the response"))?
         };
-        let tokens = || crate::headers::tokens(value.as_bytes());
-        if name == header::CONNECTION {
-            for token in tokens() {
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
-        } else if name == header::TRANSFER_ENCODING {
-            // The last coding of all the lines decides.
-            let last = tokens().next_back();
-            transfer_encoding = match (last, transfer_encoding) {
-                (Some(t), _) if t.eq_ignore_ascii_case(b"chunked") => {
-                    Some(TransferEncoding::ChunkedLast)
+        let tokens = || crate::headers::tokens(value);
+        match framing_header(name) {
+            Some(FramingHeader::Connection) => {
+                for token in tokens() {
+                    close |= token.eq_ignore_ascii_case(b"close");
+                    keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
-                (Some(_), _) | (None, None) => Some(TransferEncoding::Other),
-                (None, kept) => kept,
-            };
-        } else if name == header::CONTENT_LENGTH {
-            // `Content-Length: 5, 5` and repeated equal lines are one length.
-            for part in value.as_bytes().split(|&b| b == b',') {
-                length = match (crate::headers::parse_decimal(part.trim_ascii()), length) {
-                    (Some(n), Length::Absent) => Length::Known(n),
-                    (Some(n), Length::Known(l)) if n == l => length,
-                    _ => Length::Invalid,
+            }
+            Some(FramingHeader::TransferEncoding) => {
+                // The last coding of all the lines decides.
+                let last = tokens().next_back();
+                transfer_encoding = match (last, transfer_encoding) {
+                    (Some(t), _) if t.eq_ignore_ascii_case(b"chunked") => {
+                        Some(TransferEncoding::ChunkedLast)
+                    }
+                    (Some(_), _) | (None, None) => Some(TransferEncoding::Other),
+                    (None, kept) => kept,
                 };
             }
-        }
-        match rewrite {
-            Some(f) => f(&mut headers, name, value),
-            None => {
-                headers.append(name, value);
+            Some(FramingHeader::ContentLength) => {
+                // `Content-Length: 5, 5` and repeated equal lines are one length.
+                for part in value.split(|&b| b == b',') {
+                    length = match (crate::headers::parse_decimal(part.trim_ascii()), length) {
+                        (Some(n), Length::Absent) => Length::Known(n),
+                        (Some(n), Length::Known(l)) if n == l => length,
+                        _ => Length::Invalid,
+                    };
+                }
             }
+            None => {}
+        }
+        if rewrite.is_some() {
+            if name.len() > MAX_NAME_BYTES {
+                return Err(UpstreamError::Protocol(
+                    "invalid header name in the response",
+                ));
+            }
+            lines.push((ns, ne, vs, ve));
+        } else {
+            let name = HeaderName::from_bytes(name)
+                .map_err(|_| UpstreamError::Protocol("invalid header name in the response"))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
+                .map_err(|_| UpstreamError::Protocol("invalid header value in the response"))?;
+            headers.append(name, value);
         }
     }
     let (version, keep_alive) = if minor == 0 {
@@ -536,10 +551,103 @@ fn parse_head(
         status,
         version,
         headers,
+        raw: rewrite.map(|rewrite| ResponseHead {
+            bytes: head,
+            lines,
+            rewrite,
+        }),
         keep_alive,
         transfer_encoding,
         length,
     }))
+}
+
+/// `http`'s limit on a header name's length.
+const MAX_NAME_BYTES: usize = 1 << 16;
+
+enum FramingHeader {
+    Connection,
+    TransferEncoding,
+    ContentLength,
+}
+
+fn framing_header(name: &[u8]) -> Option<FramingHeader> {
+    match name.len() {
+        10 if name.eq_ignore_ascii_case(b"connection") => Some(FramingHeader::Connection),
+        17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            Some(FramingHeader::TransferEncoding)
+        }
+        14 if name.eq_ignore_ascii_case(b"content-length") => Some(FramingHeader::ContentLength),
+        _ => None,
+    }
+}
+
+/// A backend response's header lines as received, with the [`HeaderRewrite`] that applies to
+/// them as they are written out. httparse has checked every name and value against the
+/// rules `HeaderName` and `HeaderValue` apply, so the lines can go to the client as they are.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// The head, status line included; `lines` index into it.
+    bytes: Bytes,
+    /// Name start and end, value start and end, per line in the order received.
+    lines: Vec<(u32, u32, u32, u32)>,
+    rewrite: HeaderRewrite,
+}
+
+/// A header name on its way to the client: as the backend sent it (any case), or a
+/// rewrite's new name.
+#[derive(Debug, Clone, Copy)]
+pub enum LineName<'a> {
+    Received(&'a [u8]),
+    Renamed(&'static HeaderName),
+}
+
+impl ResponseHead {
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Calls `f` with each line as the client gets it, rewritten, in the order received.
+    pub fn for_each<'a>(&'a self, mut f: impl FnMut(LineName<'a>, &'a [u8])) {
+        for &(ns, ne, vs, ve) in &self.lines {
+            let (Some(name), Some(value)) = (
+                self.bytes.get(ns as usize..ne as usize),
+                self.bytes.get(vs as usize..ve as usize),
+            ) else {
+                continue;
+            };
+            match (self.rewrite)(name) {
+                Rewrite::Keep => f(LineName::Received(name), value),
+                Rewrite::Drop => {}
+                Rewrite::Rename(to) => f(LineName::Renamed(to), value),
+                Rewrite::KeepAndRename(to) => {
+                    f(LineName::Received(name), value);
+                    f(LineName::Renamed(to), value);
+                }
+            }
+        }
+    }
+
+    /// Appends the lines, rewritten, to `map`.
+    pub(super) fn append_to(self, map: &mut HeaderMap) {
+        for &(ns, ne, vs, ve) in &self.lines {
+            let (Some(name), Some(value)) = (
+                self.bytes
+                    .get(ns as usize..ne as usize)
+                    .and_then(|n| HeaderName::from_bytes(n).ok()),
+                (vs <= ve && ve as usize <= self.bytes.len())
+                    .then(|| self.bytes.slice(vs as usize..ve as usize))
+                    .and_then(|v| HeaderValue::from_maybe_shared(v).ok()),
+            ) else {
+                continue;
+            };
+            super::append_rewritten(map, self.rewrite, name, value);
+        }
+    }
 }
 
 /// How the response body is delimited (RFC 9112, section 6.3), and whether that framing lets
@@ -601,19 +709,35 @@ pub struct ResponseBody {
     conn: Option<Conn>,
     state: BodyState,
     checkin: Option<Checkin>,
+    /// The response's header lines, when kept as received (the caller gave a rewrite).
+    head: Option<ResponseHead>,
 }
 
 impl ResponseBody {
-    fn new(conn: Conn, state: BodyState, checkin: Option<Checkin>) -> Self {
+    fn new(
+        conn: Conn,
+        state: BodyState,
+        checkin: Option<Checkin>,
+        head: Option<ResponseHead>,
+    ) -> Self {
         let mut body = ResponseBody {
             conn: Some(conn),
             state,
             checkin,
+            head,
         };
         if matches!(body.state, BodyState::Done) {
             body.finish();
         }
         body
+    }
+
+    pub fn head(&self) -> Option<&ResponseHead> {
+        self.head.as_ref()
+    }
+
+    pub fn take_head(&mut self) -> Option<ResponseHead> {
+        self.head.take()
     }
 
     /// The body is complete: the connection goes back to the pool if the backend allows it
@@ -844,9 +968,77 @@ mod tests {
         assert_eq!(&leftover[..], b"ok");
     }
 
+    static RENAMED: HeaderName = HeaderName::from_static("x-renamed-server");
+
+    /// Drops `Via`, renames `Server`, keeps and renames `Content-Length`.
+    fn test_rewrite(name: &[u8]) -> Rewrite {
+        if name.eq_ignore_ascii_case(b"via") {
+            Rewrite::Drop
+        } else if name.eq_ignore_ascii_case(b"server") {
+            Rewrite::Rename(&RENAMED)
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            Rewrite::KeepAndRename(&RENAMED)
+        } else {
+            Rewrite::Keep
+        }
+    }
+
+    /// The head parsed with a rewrite: its lines kept as received.
+    fn kept(raw: &str) -> Head {
+        let mut buf = BytesMut::from(raw);
+        parse_head(&mut buf, Some(test_rewrite))
+            .expect("valid")
+            .expect("complete")
+    }
+
+    #[test]
+    fn lines_kept_as_received_are_rewritten_as_written() {
+        let raw = "HTTP/1.1 200 OK\r\nServer: Up\r\nVIA: 1.1 x\r\nX-Mixed-Case: A b\r\nX-E:\r\nContent-Length: 2\r\n\r\nok";
+        let h = kept(raw);
+        assert!(h.headers.is_empty(), "no map is built");
+        assert_eq!(h.length, Length::Known(2));
+        let lines = h.raw.expect("lines kept");
+        let mut seen = Vec::new();
+        lines.for_each(|name, value| {
+            let name = match name {
+                LineName::Received(n) => String::from_utf8_lossy(n).into_owned(),
+                LineName::Renamed(n) => format!("renamed:{n}"),
+            };
+            seen.push(format!("{name}={}", String::from_utf8_lossy(value)));
+        });
+        assert_eq!(
+            seen,
+            [
+                "renamed:x-renamed-server=Up",
+                "X-Mixed-Case=A b",
+                "X-E=",
+                "Content-Length=2",
+                "renamed:x-renamed-server=2",
+            ]
+        );
+        // Into a map, the same lines as the map-building parse gives, rewritten.
+        let mut map = HeaderMap::new();
+        lines.append_to(&mut map);
+        let mut expected = HeaderMap::new();
+        for (n, v) in head(raw).headers {
+            if let Some(n) = n {
+                crate::upstream::append_rewritten(&mut expected, test_rewrite, n, v);
+            }
+        }
+        assert_eq!(map, expected);
+        assert_eq!(map.get_all("x-renamed-server").iter().count(), 2);
+        // The framing lines are read whichever way the head is kept.
+        assert!(!kept("HTTP/1.1 200 OK\r\nConnection: Close\r\n\r\n").keep_alive);
+        assert!(kept("HTTP/1.0 200 OK\r\nCONNECTION: keep-alive\r\n\r\n").keep_alive);
+    }
+
     #[test]
     fn framing_follows_rfc_9112() {
-        let f = |raw: &str| framing(false, &head(raw)).ok();
+        let f = |raw: &str| {
+            let framed = framing(false, &head(raw)).ok();
+            assert_eq!(framed, framing(false, &kept(raw)).ok(), "{raw}");
+            framed
+        };
         let chunked = BodyState::Chunked(ChunkState::Size);
         assert_eq!(
             f("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n"),

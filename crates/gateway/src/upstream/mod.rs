@@ -25,9 +25,49 @@ use crate::body::Body;
 
 pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
-/// Rewrites one response header into the map being built (HTTP_PROXY's renaming of
-/// `Date`, `Server` and the like), so that the caller does not rebuild the map afterwards.
-pub type HeaderRewrite = fn(&mut http::HeaderMap, http::HeaderName, http::HeaderValue);
+/// What happens to one backend response header on its way to the client (HTTP_PROXY renames
+/// `Date`, `Server` and the like, and drops `Transfer-Encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewrite {
+    Keep,
+    Drop,
+    /// Passed on under this name instead.
+    Rename(&'static http::HeaderName),
+    /// Passed on as it is and also under this name.
+    KeepAndRename(&'static http::HeaderName),
+}
+
+/// Decides a response header's [`Rewrite`] from its name as received (any case).
+///
+/// Given one, the plain-HTTP client builds no header map for the response: the head's lines
+/// stay as received and are rewritten as they are written to the client
+/// ([`ResponseHead`]). Hashing a dozen header names into a map and out again cost more than
+/// the rest of the response's handling.
+pub type HeaderRewrite = fn(&[u8]) -> Rewrite;
+
+/// Appends `name: value` to `map` as `rewrite` says.
+pub fn append_rewritten(
+    map: &mut http::HeaderMap,
+    rewrite: HeaderRewrite,
+    name: http::HeaderName,
+    value: http::HeaderValue,
+) {
+    match rewrite(name.as_str().as_bytes()) {
+        Rewrite::Keep => {
+            map.append(name, value);
+        }
+        Rewrite::Drop => {}
+        Rewrite::Rename(to) => {
+            map.append(to.clone(), value);
+        }
+        Rewrite::KeepAndRename(to) => {
+            map.append(name, value.clone());
+            map.append(to.clone(), value);
+        }
+    }
+}
+
+pub use h1::{LineName, ResponseHead};
 
 /// Headers for an outgoing request, read once as its head is written. HTTP_PROXY's are the
 /// client's less a few, plus a few of the gateway's own: written straight from those, they cost
@@ -212,7 +252,7 @@ impl Upstream {
                     current = Some(n);
                 }
                 if let Some(n) = &current {
-                    f(h, n.clone(), value);
+                    append_rewritten(h, f, n.clone(), value);
                 }
             }
         }
@@ -231,6 +271,39 @@ pub enum UpstreamBody {
     /// From [`h1`]: reading it to the end returns its connection to the pool.
     H1(h1::ResponseBody),
     Hyper(Incoming),
+}
+
+impl UpstreamBody {
+    /// The backend's header lines still to be written, when the client kept them as received
+    /// (see [`HeaderRewrite`]); the response's own map holds only what the gateway added.
+    pub fn head(&self) -> Option<&ResponseHead> {
+        match self {
+            UpstreamBody::H1(b) => b.head(),
+            UpstreamBody::Hyper(_) => None,
+        }
+    }
+
+    /// Moves the backend's header lines kept as received into `map`, rewritten, ahead of what
+    /// `map` holds: for writers that need every header in the map (hyper's server).
+    pub fn merge_head_into(&mut self, map: &mut http::HeaderMap) {
+        if let UpstreamBody::H1(b) = self {
+            if let Some(head) = b.take_head() {
+                let added = std::mem::take(map);
+                map.reserve(head.len() + added.len());
+                head.append_to(map);
+                let mut current = None;
+                for (name, value) in added {
+                    // `None`: another value of the previous header.
+                    if let Some(n) = name {
+                        current = Some(n);
+                    }
+                    if let Some(n) = &current {
+                        map.append(n.clone(), value);
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl http_body::Body for UpstreamBody {

@@ -18,7 +18,7 @@ use crate::error::GatewayError;
 use crate::pipeline::integration_request::{self, IntegrationRequest};
 use crate::pipeline::integration_response::{self, IntegrationOutput};
 use crate::pipeline::{content_handling, Invocation};
-use crate::upstream::{UpstreamBody, UpstreamError};
+use crate::upstream::{Rewrite, UpstreamBody, UpstreamError};
 use crate::Gateway;
 
 /// Client headers that never reach an HTTP_PROXY integration (recorded against AWS) beyond the
@@ -30,47 +30,30 @@ fn dropped_request_header(name: &str) -> bool {
 }
 
 /// Integration response headers AWS renames to `x-amzn-Remapped-{name}` (HTTP header names are
-/// case-insensitive; hyper writes them in lower case).
-static REMAPPED_RESPONSE_HEADERS: [(HeaderName, HeaderName); 5] = [
-    (
-        header::CONNECTION,
-        HeaderName::from_static("x-amzn-remapped-connection"),
-    ),
-    (
-        header::CONTENT_LENGTH,
-        HeaderName::from_static("x-amzn-remapped-content-length"),
-    ),
-    (
-        header::DATE,
-        HeaderName::from_static("x-amzn-remapped-date"),
-    ),
-    (
-        header::SERVER,
-        HeaderName::from_static("x-amzn-remapped-server"),
-    ),
-    (
-        HeaderName::from_static("x-amzn-requestid"),
-        HeaderName::from_static("x-amzn-remapped-x-amzn-requestid"),
-    ),
-];
+/// case-insensitive; they are written in lower case).
+static REMAPPED_CONNECTION: HeaderName = HeaderName::from_static("x-amzn-remapped-connection");
+static REMAPPED_CONTENT_LENGTH: HeaderName =
+    HeaderName::from_static("x-amzn-remapped-content-length");
+static REMAPPED_DATE: HeaderName = HeaderName::from_static("x-amzn-remapped-date");
+static REMAPPED_SERVER: HeaderName = HeaderName::from_static("x-amzn-remapped-server");
+static REMAPPED_REQUEST_ID: HeaderName =
+    HeaderName::from_static("x-amzn-remapped-x-amzn-requestid");
 
-/// Rewrites a backend's response header as AWS does for HTTP_PROXY, into the map being built:
-/// drops `Transfer-Encoding` and `Via`, renames the [`REMAPPED_RESPONSE_HEADERS`] (keeping
-/// `Content-Length`, which still frames the streamed body).
-fn remap_response_header(h: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
-    if name == header::TRANSFER_ENCODING || name == header::VIA {
-        return;
-    }
-    match REMAPPED_RESPONSE_HEADERS.iter().find(|(n, _)| *n == name) {
-        Some((n, remapped)) => {
-            if *n == header::CONTENT_LENGTH {
-                h.append(name, value.clone());
-            }
-            h.append(remapped.clone(), value);
-        }
-        None => {
-            h.append(name, value);
-        }
+/// What AWS does with a backend's response header for HTTP_PROXY, by its name as received:
+/// drops `Transfer-Encoding` and `Via`, renames `Connection`, `Date`, `Server` and
+/// `x-amzn-RequestId`, and keeps `Content-Length` (which still frames the streamed body) while
+/// also passing it on renamed.
+fn remap_response_header(name: &[u8]) -> Rewrite {
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        3 if is(b"via") => Rewrite::Drop,
+        4 if is(b"date") => Rewrite::Rename(&REMAPPED_DATE),
+        6 if is(b"server") => Rewrite::Rename(&REMAPPED_SERVER),
+        10 if is(b"connection") => Rewrite::Rename(&REMAPPED_CONNECTION),
+        14 if is(b"content-length") => Rewrite::KeepAndRename(&REMAPPED_CONTENT_LENGTH),
+        16 if is(b"x-amzn-requestid") => Rewrite::Rename(&REMAPPED_REQUEST_ID),
+        17 if is(b"transfer-encoding") => Rewrite::Drop,
+        _ => Rewrite::Keep,
     }
 }
 
