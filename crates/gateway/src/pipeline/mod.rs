@@ -34,6 +34,7 @@ use crate::deployment::{Api, MethodRuntime, Runtime, StageRuntime};
 use crate::error::GatewayError;
 use crate::gateway_response::FailedRequest;
 use crate::Gateway;
+pub use method_response::{ClosingHeaders, Served};
 
 /// One matched request on its way through the pipeline. `ctx` is borrowed from the request's
 /// handler, which keeps it for the access log: moving it (hundreds of bytes) in and out of
@@ -98,7 +99,7 @@ impl Client {
 }
 
 /// Serves one request end to end. Never fails: every error becomes a response.
-pub async fn handle(gw: &Gateway, req: Request<RequestBody>, client: &Client) -> Response<Body> {
+pub async fn handle(gw: &Gateway, req: Request<RequestBody>, client: &Client) -> Served {
     let peer = client.addr;
     let started = Instant::now();
     // AWS answers HTTP/1.1 requests with `Connection: keep-alive` unless the client closes.
@@ -113,13 +114,13 @@ pub async fn handle(gw: &Gateway, req: Request<RequestBody>, client: &Client) ->
         req
     } else {
         match Box::pin(crate::websocket::intercept(gw, &runtime, req, peer)).await {
-            crate::websocket::Intercepted::Handled(r) => return r,
+            crate::websocket::Intercepted::Handled(r) => return Served::plain(r),
             crate::websocket::Intercepted::Pass(req) => req,
         }
     };
     let mut ctx = route::initial_context(&runtime, &req, client);
     let routed = route::route(&runtime, req, &mut ctx, client, &gw.limits);
-    let (mut response, stage) = match routed {
+    let (response, stage) = match routed {
         Err(early) => (early.response, early.stage),
         Ok((mut inv, body)) => {
             let stage = Some(inv.stage.clone());
@@ -128,14 +129,9 @@ pub async fn handle(gw: &Gateway, req: Request<RequestBody>, client: &Client) ->
             (run(gw, &mut inv, body).await, stage)
         }
     };
-    method_response::finish(&mut response, &mut ctx, started, stage.as_deref());
-    if keep_alive {
-        response.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("keep-alive"),
-        );
-    }
-    response
+    let closing =
+        method_response::finish(&response, &mut ctx, started, stage.as_deref(), keep_alive);
+    Served { response, closing }
 }
 
 async fn run(gw: &Gateway, inv: &mut Invocation<'_>, body: RequestBody) -> Response<Body> {

@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 use super::{hand_off, Connection, Rewind};
 use crate::body::{Body, RequestBody};
 use crate::headers::{has_token, parse_decimal, tokens};
-use crate::pipeline;
+use crate::pipeline::{self, ClosingHeaders};
 use crate::timer::SleepSlot;
 use crate::upstream::LineName;
 
@@ -86,12 +86,18 @@ pub(super) async fn serve(mut stream: TcpStream, conn: Connection) {
                 _ => return,
             }
         };
-        let (parts, body) = pipeline::handle(&conn.gateway, req, &conn.client)
-            .await
-            .into_parts();
+        let served = pipeline::handle(&conn.gateway, req, &conn.client).await;
+        let (parts, body) = served.response.into_parts();
         out.clear();
-        let reusable =
-            write_response(&mut stream, &mut out, parts.status, &parts.headers, body).await;
+        let reusable = write_response(
+            &mut stream,
+            &mut out,
+            parts.status,
+            &parts.headers,
+            &served.closing,
+            body,
+        )
+        .await;
         // A shutdown that began during the request ends the connection after it.
         match reusable {
             Ok(true) if !close && !conn.shutdown.is_cancelled() => {}
@@ -292,6 +298,7 @@ async fn write_response(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
+    closing: &ClosingHeaders,
     mut body: Body,
 ) -> std::io::Result<bool> {
     if status.is_informational() {
@@ -302,12 +309,13 @@ async fn write_response(
             out,
             StatusCode::INTERNAL_SERVER_ERROR,
             &empty,
+            &ClosingHeaders::default(),
             &Body::empty(),
         );
         stream.write_all(out).await?;
         return Ok(false);
     }
-    let Some((framing, last)) = encode_head(out, status, headers, &body) else {
+    let Some((framing, last)) = encode_head(out, status, headers, closing, &body) else {
         // A header the response cannot be sent with (hyper refuses it too): close.
         return Ok(false);
     };
@@ -426,7 +434,9 @@ fn can_have_body(status: StatusCode) -> bool {
 }
 
 /// Writes the status line and headers as hyper does (`proto::h1::role::Server::encode`):
-/// headers in map order with lower-case names, the body's own length unless the map sets one,
+/// headers in map order with lower-case names (an HTTP_PROXY backend's lines first, the
+/// closing headers last: where [`Served::into_response`](pipeline::Served::into_response)
+/// puts them for hyper), the body's own length unless the map sets one,
 /// chunked when the length is unknown, `content-length: 0` for an empty body, and `date`.
 /// Returns the framing and whether the connection ends after this response; `None` for
 /// headers hyper refuses (conflicting or invalid `content-length`).
@@ -434,6 +444,7 @@ fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
+    closing: &ClosingHeaders,
     body: &Body,
 ) -> Option<(Framing, bool)> {
     if status == StatusCode::OK {
@@ -475,11 +486,22 @@ fn encode_head(
         }
     }
     for (name, value) in headers {
-        w.line(
-            kind_of_name(name),
-            Name::Lower(name.as_str()),
-            value.as_bytes(),
-        )?;
+        if !closing.replaces(name) {
+            w.line(
+                kind_of_name(name),
+                Name::Lower(name.as_str()),
+                value.as_bytes(),
+            )?;
+        }
+    }
+    let mut ok = true;
+    closing.for_each(|name, value| {
+        ok &= w
+            .line(kind_of_name(name), Name::Lower(name.as_str()), value)
+            .is_some();
+    });
+    if !ok {
+        return None;
     }
     let HeadWriter {
         out,
@@ -793,7 +815,9 @@ mod tests {
         }
         let mut out = Vec::new();
         let status = StatusCode::from_u16(status).expect("status");
-        let (framing, last) = encode_head(&mut out, status, &map, &body).expect("encodable");
+        let (framing, last) =
+            encode_head(&mut out, status, &map, &ClosingHeaders::default(), &body)
+                .expect("encodable");
         let text = String::from_utf8(out).expect("utf-8");
         // The date changes; its presence is checked by the callers.
         let text = text
@@ -877,7 +901,14 @@ mod tests {
         map.append(header::CONTENT_LENGTH, HeaderValue::from_static("1"));
         map.append(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
         let mut out = Vec::new();
-        assert!(encode_head(&mut out, StatusCode::OK, &map, &unknown_length()).is_none());
+        assert!(encode_head(
+            &mut out,
+            StatusCode::OK,
+            &map,
+            &ClosingHeaders::default(),
+            &unknown_length()
+        )
+        .is_none());
     }
 
     #[test]

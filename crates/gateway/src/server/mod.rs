@@ -130,7 +130,8 @@ async fn hand_off(io: Rewind<TcpStream>, conn: Connection) {
         let client = client.clone();
         async move {
             let req = req.map(RequestBody::Streaming);
-            let (mut parts, mut body) = pipeline::handle(&gw, req, &client).await.into_parts();
+            let served = pipeline::handle(&gw, req, &client).await;
+            let (mut parts, mut body) = served.into_response().into_parts();
             // hyper writes the map alone: a backend's lines kept outside it join it here.
             if let Body::Upstream(b) = &mut body {
                 b.merge_head_into(&mut parts.headers);
