@@ -7,10 +7,11 @@
 //! the eventfd: a system call and a spurious epoll round every few requests
 //! (bench/README.md).
 //!
-//! A [`SleepSlot`] keeps one timer per connection and purpose. Re-arming it for a later
-//! deadline is one atomic update in tokio (`Sleep::reset` extends a registered entry in
-//! place); the wheel entry fires at most once per timeout period and is moved on then. A
-//! request that finds the slot in use (HTTP/2 streams in parallel) gets a timer of its own.
+//! A [`SleepSlot`] keeps one timer per connection and purpose. A later deadline does not
+//! touch it: the timer stays armed for the earlier one, and when that fires it is moved on to
+//! the deadline now in force (so the wheel entry fires at most once per timeout period). Only
+//! an earlier deadline re-arms it at once. A request that finds the slot in use (HTTP/2
+//! streams in parallel) gets a timer of its own.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,16 +28,24 @@ pub struct SleepSlot(Arc<Mutex<Option<Pin<Box<Sleep>>>>>);
 impl SleepSlot {
     /// A timer that fires at `deadline`, the slot's own when it is free.
     pub fn sleep_until(&self, deadline: Instant) -> SlotSleep {
+        let deadline = tokio::time::Instant::from_std(deadline);
         let cached = self.0.lock().ok().and_then(|mut s| s.take());
         let sleep = match cached {
             Some(mut s) => {
-                s.as_mut().reset(deadline.into());
+                // Armed for an earlier request's deadline (the common case), the timer is
+                // left alone and moved on only if it fires (`poll`): re-arming it on every
+                // request cost more than the rest of the timeout. Armed later than this
+                // deadline, it must be brought forward now.
+                if s.deadline() > deadline {
+                    s.as_mut().reset(deadline);
+                }
                 s
             }
-            None => Box::pin(tokio::time::sleep_until(deadline.into())),
+            None => Box::pin(tokio::time::sleep_until(deadline)),
         };
         SlotSleep {
             sleep: Some(sleep),
+            deadline,
             slot: self.clone(),
         }
     }
@@ -83,16 +92,26 @@ pub struct Elapsed;
 #[derive(Debug)]
 pub struct SlotSleep {
     sleep: Option<Pin<Box<Sleep>>>,
+    /// This sleep's own deadline; the timer may be armed earlier than it.
+    deadline: tokio::time::Instant,
     slot: SleepSlot,
 }
 
 impl Future for SlotSleep {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.sleep.as_mut() {
-            Some(s) => s.as_mut().poll(cx),
-            None => Poll::Ready(()),
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let Some(s) = this.sleep.as_mut() else {
+            return Poll::Ready(());
+        };
+        loop {
+            std::task::ready!(s.as_mut().poll(cx));
+            if s.deadline() >= this.deadline {
+                return Poll::Ready(());
+            }
+            // It fired at an earlier request's deadline: on to this one.
+            s.as_mut().reset(this.deadline);
         }
     }
 }
@@ -158,6 +177,17 @@ mod tests {
         assert!(now().duration_since(t) >= Duration::from_millis(20));
         a.await;
         assert!(now().duration_since(t) >= Duration::from_millis(30));
+        // A later deadline than the one the timer is armed for: it fires at the earlier one,
+        // and is moved on rather than ending the sleep.
+        let t = now();
+        drop(slot.sleep_until(t + Duration::from_millis(10)));
+        slot.sleep_until(t + Duration::from_millis(500)).await;
+        assert!(now().duration_since(t) >= Duration::from_millis(500));
+        // ...and a timer that fired long ago, left in the slot, too.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let t = now();
+        slot.sleep_until(t + Duration::from_millis(300)).await;
+        assert!(now().duration_since(t) >= Duration::from_millis(300));
         // A deadline earlier than the re-armed timer's is honoured too.
         let t = now();
         drop(slot.sleep_until(t + Duration::from_secs(60)));

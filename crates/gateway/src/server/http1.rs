@@ -662,7 +662,13 @@ impl HeadWriter<'_> {
         }
         match name {
             Name::Lower(n) => self.out.extend_from_slice(n.as_bytes()),
-            Name::Received(n) => self.out.extend(n.iter().map(|b| b.to_ascii_lowercase())),
+            Name::Received(n) => {
+                let start = self.out.len();
+                self.out.extend_from_slice(n);
+                if let Some(written) = self.out.get_mut(start..) {
+                    written.make_ascii_lowercase();
+                }
+            }
         }
         self.out.extend_from_slice(b": ");
         self.out.extend_from_slice(value);

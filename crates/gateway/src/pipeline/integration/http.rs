@@ -431,7 +431,11 @@ pub async fn proxy(
             std::pin::pin!(gw
                 .upstream
                 .proxy(method, uri, &headers, body, remap_response_header));
-        inv.client.integration_timer.timeout(timeout, call).await
+        // From `started`, which the latency is measured from too (one clock read).
+        inv.client
+            .integration_timer
+            .timeout_at(started + timeout, call)
+            .await
     };
     let resp = outcome(inv, result, started)?;
     let (parts, body) = resp.into_parts();
