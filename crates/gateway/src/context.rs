@@ -18,14 +18,16 @@ pub struct RequestContext {
     pub extended_request_id: String,
     pub deployment_id: Arc<str>,
     pub domain_name: String,
-    pub http_method: String,
+    /// A standard method's name is static: no allocation per request.
+    pub http_method: std::borrow::Cow<'static, str>,
     /// `/{stage}{path}` as received.
     pub path: String,
     pub protocol: &'static str,
     pub resource_id: Arc<str>,
     pub resource_path: Arc<str>,
     pub stage: Arc<str>,
-    pub source_ip: String,
+    /// Shared with the connection (worked out once per connection).
+    pub source_ip: Arc<str>,
     pub user_agent: Option<String>,
     pub request_time_epoch_ms: i64,
     pub is_canary_request: Option<bool>,
@@ -229,7 +231,7 @@ impl RequestContext {
                 "cognitoIdentityId": null,
                 "cognitoIdentityPoolId": null,
                 "principalOrgId": null,
-                "sourceIp": self.source_ip,
+                "sourceIp": &*self.source_ip,
                 "user": opt(&self.identity_user),
                 "userAgent": opt(&self.user_agent),
                 "userArn": opt(&self.identity_user_arn),

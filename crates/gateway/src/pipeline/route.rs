@@ -107,19 +107,10 @@ pub fn initial_context<B>(
         account_id: runtime.account_id.clone(),
         request_id: request_id(req),
         extended_request_id: context::extended_request_id(),
-        domain_name: host
-            .rsplit_once(':')
-            .map_or(host, |(h, p)| {
-                if p.chars().all(|c| c.is_ascii_digit()) {
-                    h
-                } else {
-                    host
-                }
-            })
-            .to_string(),
-        http_method: req.method().as_str().to_string(),
+        domain_name: without_port(host).to_string(),
+        http_method: method_name(req.method()),
         protocol: "HTTP/1.1",
-        source_ip: String::from(&*client.source_ip),
+        source_ip: client.source_ip.clone(),
         user_agent: req
             .headers()
             .get(http::header::USER_AGENT)
@@ -128,6 +119,29 @@ pub fn initial_context<B>(
         request_time_epoch_ms: now,
         ..Default::default()
     }
+}
+
+/// `host` less a `:port` suffix (a byte scan: `rsplit_once(char)` cost more than the rest).
+fn without_port(host: &str) -> &str {
+    match host.bytes().rposition(|b| b == b':') {
+        Some(i) if host.as_bytes()[i + 1..].iter().all(u8::is_ascii_digit) => &host[..i],
+        _ => host,
+    }
+}
+
+/// A method's name, static for the standard ones.
+fn method_name(m: &http::Method) -> std::borrow::Cow<'static, str> {
+    use http::Method;
+    std::borrow::Cow::Borrowed(match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => return std::borrow::Cow::Owned(m.as_str().to_owned()),
+    })
 }
 
 /// Decodes a query string as AWS does: `+` is a space, percent escapes are decoded.
@@ -149,6 +163,8 @@ fn decode_component(s: &str) -> String {
         .into_owned()
 }
 
+/// Matches `req` to its API, stage, resource and method. `ctx` is the request's
+/// [`initial_context`], whose host it reads.
 pub fn route<'c>(
     runtime: &Runtime,
     req: Request<RequestBody>,
@@ -183,12 +199,8 @@ pub fn route<'c>(
         )));
     }
     let (parts, body) = req.into_parts();
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-    let target = address::resolve(host, parts.uri.path());
+    // The host `initial_context` read, less its port (no invoke URL form depends on it).
+    let target = address::resolve(Some(&ctx.domain_name), parts.uri.path());
     let Some(api) = runtime.api(target.api_id.as_deref()).cloned() else {
         let body = match &target.api_id {
             Some(id) => format!("{{\"message\":\"The API id '{id}' does not correspond to a deployed API Gateway API\"}}"),
@@ -285,4 +297,25 @@ pub fn route<'c>(
         client,
     };
     Ok((inv, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_names_and_method_names() {
+        assert_eq!(without_port("example.com:8080"), "example.com");
+        assert_eq!(without_port("example.com"), "example.com");
+        assert_eq!(without_port("example.com:"), "example.com");
+        assert_eq!(without_port("[::1]:443"), "[::1]");
+        assert_eq!(without_port("[::1]"), "[::1]");
+        assert_eq!(without_port("a:b"), "a:b");
+        assert!(matches!(
+            method_name(&http::Method::PATCH),
+            std::borrow::Cow::Borrowed("PATCH")
+        ));
+        let custom = http::Method::from_bytes(b"PURGE").expect("method");
+        assert_eq!(method_name(&custom), "PURGE");
+    }
 }

@@ -366,7 +366,13 @@ impl<'a> ProxyHeaders<'a> {
             }
         }
         if let Some(len) = len {
-            h.set(header::CONTENT_LENGTH, HeaderValue::from(len));
+            // `HeaderValue::from` allocates; a bodiless request's length needs no allocation.
+            let len = if len == 0 {
+                HeaderValue::from_static("0")
+            } else {
+                HeaderValue::from(len)
+            };
+            h.set(header::CONTENT_LENGTH, len);
         }
         Ok(h)
     }

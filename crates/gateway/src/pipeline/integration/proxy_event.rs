@@ -75,7 +75,7 @@ impl<'a> EventV1<'a> {
         }
         let forwarded = match xff {
             Some(x) => Cow::Owned(format!("{x}, {}", ctx.source_ip)),
-            None => Cow::Borrowed(ctx.source_ip.as_str()),
+            None => Cow::Borrowed(&*ctx.source_ip),
         };
         headers.push((Cow::Borrowed("X-Forwarded-For"), vec![forwarded]));
         let port = inv
@@ -303,7 +303,7 @@ impl Serialize for Identity<'_> {
         m.serialize_entry("cognitoIdentityId", &none)?;
         m.serialize_entry("cognitoIdentityPoolId", &none)?;
         m.serialize_entry("principalOrgId", &none)?;
-        m.serialize_entry("sourceIp", &ctx.source_ip)?;
+        m.serialize_entry("sourceIp", &*ctx.source_ip)?;
         m.serialize_entry("user", &none)?;
         m.serialize_entry("userAgent", &ctx.user_agent)?;
         m.serialize_entry("userArn", &none)?;
