@@ -17,6 +17,10 @@ use crate::headers;
 pub struct Served {
     pub response: Response<Body>,
     pub closing: ClosingHeaders,
+    /// The request's header map, emptied, for the connection's next request: an HTTP_PROXY
+    /// response's map is never allocated (its lines stay outside it), so it cannot be the one
+    /// reused.
+    pub spare_headers: Option<HeaderMap>,
 }
 
 impl Served {
@@ -25,6 +29,7 @@ impl Served {
         Served {
             response,
             closing: ClosingHeaders::default(),
+            spare_headers: None,
         }
     }
 

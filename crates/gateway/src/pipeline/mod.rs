@@ -120,18 +120,30 @@ pub async fn handle(gw: &Gateway, req: Request<RequestBody>, client: &Client) ->
     };
     let mut ctx = route::initial_context(&runtime, &req, client);
     let routed = route::route(&runtime, req, &mut ctx, client, &gw.limits);
-    let (response, stage) = match routed {
-        Err(early) => (early.response, early.stage),
+    let (response, stage, mut spare_headers) = match routed {
+        Err(early) => (early.response, early.stage, None),
         Ok((mut inv, body)) => {
             let stage = Some(inv.stage.clone());
             // By reference: moved into `run`'s future, the invocation (hundreds of bytes)
             // would be copied twice more per request.
-            (run(gw, &mut inv, body).await, stage)
+            let response = run(gw, &mut inv, body).await;
+            (
+                response,
+                stage,
+                Some(std::mem::take(&mut inv.parts.headers)),
+            )
         }
     };
     let closing =
         method_response::finish(&response, &mut ctx, started, stage.as_deref(), keep_alive);
-    Served { response, closing }
+    if let Some(h) = spare_headers.as_mut() {
+        h.clear();
+    }
+    Served {
+        response,
+        closing,
+        spare_headers,
+    }
 }
 
 async fn run(gw: &Gateway, inv: &mut Invocation<'_>, body: RequestBody) -> Response<Body> {

@@ -103,8 +103,14 @@ pub(super) async fn serve(mut stream: TcpStream, conn: Connection) {
             Ok(true) if !close && !conn.shutdown.is_cancelled() => {}
             _ => return,
         }
-        scratch.headers = parts.headers;
-        scratch.headers.clear();
+        scratch.headers = match served.spare_headers {
+            Some(h) => h,
+            None => {
+                let mut h = parts.headers;
+                h.clear();
+                h
+            }
+        };
     }
 }
 

@@ -43,6 +43,8 @@ const MAX_HEADERS: usize = 100;
 const READ_CHUNK: usize = 16 * 1024;
 /// A request body up to this size is copied behind the head, so the request is one write.
 const COALESCE_BODY: usize = 16 * 1024;
+/// Largest write buffer a connection keeps between requests.
+const KEEP_WRITE_BUFFER: usize = 4 * 1024;
 /// Longest chunk-size line (with extensions) and most trailer bytes accepted.
 const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILER_BYTES: usize = 64 * 1024;
@@ -52,14 +54,21 @@ const MAX_TRAILER_BYTES: usize = 64 * 1024;
 pub(super) struct Pool {
     /// Keyed by the authority's text (`Authority`'s own `Hash`/`Eq` are case-insensitive and
     /// cost more than the whole lookup should); foldhash because SipHash showed in profiles.
-    idle: Mutex<HashMap<Box<str>, Vec<Conn>, foldhash::fast::RandomState>>,
+    /// Boxed connections: one goes from here into a response body and back without being
+    /// moved or allocated again.
+    #[allow(clippy::vec_box)]
+    idle: Mutex<HashMap<Box<str>, Vec<Box<Conn>>, foldhash::fast::RandomState>>,
 }
 
+/// Boxed once per connection (pool, response body): the response body, and every future and
+/// response holding it, stays small, which saves copying on every move.
 #[derive(Debug)]
 struct Conn {
     io: TcpStream,
     /// Bytes read and not yet consumed. Empty whenever the connection is idle.
     buf: BytesMut,
+    /// The last request's head (and small body), kept for the next one's.
+    out: Vec<u8>,
     since: Instant,
 }
 
@@ -92,21 +101,9 @@ impl Pool {
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         let body_len = body.as_ref().map_or(0, Bytes::len);
         let coalesce = body_len <= COALESCE_BODY;
-        let mut out = Vec::with_capacity(1024 + body_len.min(COALESCE_BODY));
-        encode_head(
-            method,
-            path_and_query,
-            headers,
-            authority,
-            body_len,
-            &mut out,
-        );
-        let tail = match body {
-            Some(b) if coalesce => {
-                out.extend_from_slice(&b);
-                None
-            }
-            other => other,
+        let (head_body, tail) = match body {
+            Some(b) if coalesce => (Some(b), None),
+            other => (None, other),
         };
         let idempotent = is_idempotent(method);
         let head_only = method == Method::HEAD;
@@ -117,7 +114,27 @@ impl Pool {
                 // otherwise size every request's future for a step most requests skip.
                 None => (Box::pin(Conn::connect(authority)).await?, false),
             };
-            match conn.exchange(&out, tail.as_ref(), head_only, rewrite).await {
+            // Written into the connection's own buffer, kept from its last request: no
+            // allocation per request. (A retry on another connection writes it again.)
+            let mut out = std::mem::take(&mut conn.out);
+            out.clear();
+            encode_head(
+                method,
+                path_and_query,
+                headers,
+                authority,
+                body_len,
+                &mut out,
+            );
+            if let Some(b) = &head_body {
+                out.extend_from_slice(b);
+            }
+            let result = conn.exchange(&out, tail.as_ref(), head_only, rewrite).await;
+            // A large upload's buffer is not kept for the small requests that follow.
+            if out.capacity() <= KEEP_WRITE_BUFFER {
+                conn.out = out;
+            }
+            match result {
                 Ok((mut head, state, reusable)) => {
                     let body = ResponseBody::new(
                         conn,
@@ -144,7 +161,7 @@ impl Pool {
     }
 
     /// An idle connection that is still open, dropping stale ones on the way.
-    fn checkout(&self, authority: &str) -> Option<Conn> {
+    fn checkout(&self, authority: &str) -> Option<Box<Conn>> {
         loop {
             let mut conn = {
                 let mut map = self.idle.lock().ok()?;
@@ -156,7 +173,7 @@ impl Pool {
         }
     }
 
-    fn put(&self, authority: &Authority, mut conn: Conn) {
+    fn put(&self, authority: &Authority, mut conn: Box<Conn>) {
         let Ok(mut map) = self.idle.lock() else {
             return;
         };
@@ -170,7 +187,7 @@ impl Pool {
         // so that a quiet backend's closed connections do not linger.
         let fresh = |c: &Conn| now.duration_since(c.since) <= IDLE_TIMEOUT;
         if list.first().is_some_and(|c| !fresh(c)) {
-            list.retain(fresh);
+            list.retain(|c| fresh(c));
         }
         if list.len() < MAX_IDLE_PER_HOST {
             list.push(conn);
@@ -179,7 +196,7 @@ impl Pool {
 }
 
 impl Conn {
-    async fn connect(authority: &Authority) -> Result<Conn, UpstreamError> {
+    async fn connect(authority: &Authority) -> Result<Box<Conn>, UpstreamError> {
         let err = |source| UpstreamError::Connect {
             authority: authority.to_string(),
             source,
@@ -196,11 +213,12 @@ impl Conn {
             .map_err(|_| err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))?
             .map_err(err)?;
         let _ = io.set_nodelay(true);
-        Ok(Conn {
+        Ok(Box::new(Conn {
             io,
             buf: BytesMut::new(),
+            out: Vec::with_capacity(1024),
             since: Instant::now(),
-        })
+        }))
     }
 
     /// Whether an idle connection is still usable: nothing arrived while it sat in the pool
@@ -706,7 +724,7 @@ enum BodyState {
 /// (HTTP/1 cannot skip the rest of a body).
 #[derive(Debug)]
 pub struct ResponseBody {
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     state: BodyState,
     checkin: Option<Checkin>,
     /// The response's header lines, when kept as received (the caller gave a rewrite).
@@ -715,7 +733,7 @@ pub struct ResponseBody {
 
 impl ResponseBody {
     fn new(
-        conn: Conn,
+        conn: Box<Conn>,
         state: BodyState,
         checkin: Option<Checkin>,
         head: Option<ResponseHead>,
