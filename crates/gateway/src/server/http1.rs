@@ -588,9 +588,9 @@ fn kind_of_name(name: &HeaderName) -> Kind {
     }
 }
 
-/// [`kind_of_name`] for a name as received, in any case.
+/// [`kind_of_name`] for a name as received (a token: httparse checked it), in any case.
 fn kind_of(name: &[u8]) -> Kind {
-    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    let is = |n: &[u8]| crate::headers::token_is(name, n);
     match name.len() {
         4 if is(b"date") => Kind::Date,
         10 if is(b"connection") => Kind::Connection,
@@ -666,6 +666,12 @@ impl HeadWriter<'_> {
             Kind::Date => self.wrote_date = true,
             Kind::Other => {}
         }
+        let name_len = match name {
+            Name::Lower(n) => n.len(),
+            Name::Received(n) => n.len(),
+        };
+        // One capacity check for the line, not four.
+        self.out.reserve(name_len + value.len() + 4);
         match name {
             Name::Lower(n) => self.out.extend_from_slice(n.as_bytes()),
             Name::Received(n) => {

@@ -444,9 +444,11 @@ fn parse_head(
     buf: &mut BytesMut,
     rewrite: Option<HeaderRewrite>,
 ) -> Result<Option<Head>, UpstreamError> {
-    // Offsets of each header's name and value in `buf`, taken while httparse borrows it.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let (len, code, minor, count) = {
+    // Offsets of each header's name and value in `buf`, taken while httparse borrows it (a
+    // vector the size of the head, not a zeroed array the size of the limit). With a rewrite
+    // they become the [`ResponseHead`]'s lines.
+    let mut lines: Vec<(u32, u32, u32, u32)> = Vec::new();
+    let (len, code, minor) = {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut res = httparse::Response::new(&mut []);
         let len = match httparse::ParserConfig::default()
@@ -468,7 +470,8 @@ fn parse_head(
                 .and_then(|o| u32::try_from(o).ok())
                 .unwrap_or(u32::MAX)
         };
-        for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
+        lines.reserve_exact(res.headers.len());
+        for h in res.headers.iter() {
             let n = offset(h.name.as_bytes());
             // An empty value needs no position.
             let v = if h.value.is_empty() {
@@ -476,19 +479,14 @@ fn parse_head(
             } else {
                 offset(h.value)
             };
-            *span = (
+            lines.push((
                 n,
                 n.saturating_add(h.name.len() as u32),
                 v,
                 v.saturating_add(h.value.len() as u32),
-            );
+            ));
         }
-        (
-            len,
-            res.code.unwrap_or(0),
-            res.version.unwrap_or(1),
-            res.headers.len(),
-        )
+        (len, res.code.unwrap_or(0), res.version.unwrap_or(1))
     };
     let status = StatusCode::from_u16(code)
         .map_err(|_| UpstreamError::Protocol("invalid response status"))?;
@@ -496,16 +494,14 @@ fn parse_head(
     // With a rewrite, the lines stay as received (httparse has checked every name and value
     // against the rules the `http` types apply) and no map is built.
     let mut headers = HeaderMap::new();
-    let mut lines = Vec::new();
-    match rewrite {
-        Some(_) => lines.reserve_exact(count),
-        None => headers.reserve(count),
+    if rewrite.is_none() {
+        headers.reserve(lines.len());
     }
     let mut close = false;
     let mut keep_alive_token = false;
     let mut transfer_encoding = None;
     let mut length = Length::Absent;
-    for &(ns, ne, vs, ve) in &spans[..count] {
+    for &(ns, ne, vs, ve) in &lines {
         let (Some(name), Some(value)) = (
             head.get(ns as usize..ne as usize),
             head.get(vs as usize..ve as usize),
@@ -551,7 +547,6 @@ fn parse_head(
                     "invalid header name in the response",
                 ));
             }
-            lines.push((ns, ne, vs, ve));
         } else {
             let name = HeaderName::from_bytes(name)
                 .map_err(|_| UpstreamError::Protocol("invalid header name in the response"))?;
@@ -590,12 +585,11 @@ enum FramingHeader {
 }
 
 fn framing_header(name: &[u8]) -> Option<FramingHeader> {
+    use crate::headers::token_is;
     match name.len() {
-        10 if name.eq_ignore_ascii_case(b"connection") => Some(FramingHeader::Connection),
-        17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-            Some(FramingHeader::TransferEncoding)
-        }
-        14 if name.eq_ignore_ascii_case(b"content-length") => Some(FramingHeader::ContentLength),
+        10 if token_is(name, b"connection") => Some(FramingHeader::Connection),
+        17 if token_is(name, b"transfer-encoding") => Some(FramingHeader::TransferEncoding),
+        14 if token_is(name, b"content-length") => Some(FramingHeader::ContentLength),
         _ => None,
     }
 }

@@ -44,7 +44,8 @@ static REMAPPED_REQUEST_ID: HeaderName =
 /// `x-amzn-RequestId`, and keeps `Content-Length` (which still frames the streamed body) while
 /// also passing it on renamed.
 fn remap_response_header(name: &[u8]) -> Rewrite {
-    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    // Names come from httparse: tokens, for which `token_is` is exact.
+    let is = |n: &[u8]| crate::headers::token_is(name, n);
     match name.len() {
         3 if is(b"via") => Rewrite::Drop,
         4 if is(b"date") => Rewrite::Rename(&REMAPPED_DATE),
