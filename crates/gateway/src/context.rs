@@ -131,14 +131,6 @@ fn fill_random(buf: &mut [u8]) {
     RNG.with(|r| r.borrow_mut().fill_bytes(buf));
 }
 
-/// A version 4 UUID from the same generator as the other ids (`Uuid::new_v4` draws from a
-/// ChaCha generator, which showed in profiles of the proxy path).
-pub fn random_uuid() -> uuid::Uuid {
-    let mut bytes = [0u8; 16];
-    fill_random(&mut bytes);
-    uuid::Builder::from_random_bytes(bytes).into_uuid()
-}
-
 /// A 16-character base64-like id ending in `=`, the shape of AWS's `x-amz-apigw-id`.
 pub fn extended_request_id() -> String {
     use base64::Engine;
@@ -356,14 +348,6 @@ mod tests {
         assert!(t[16..]
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-    }
-
-    #[test]
-    fn random_uuids_are_version_4() {
-        let a = random_uuid();
-        assert_eq!(a.get_version(), Some(uuid::Version::Random));
-        assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
-        assert_ne!(a, random_uuid());
     }
 
     #[test]

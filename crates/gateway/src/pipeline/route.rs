@@ -83,7 +83,7 @@ fn request_id<B>(req: &Request<B>) -> String {
         .get(&crate::headers::X_AMZN_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| uuid::Uuid::parse_str(s).ok())
-        .unwrap_or_else(context::random_uuid)
+        .unwrap_or_else(uuid::Uuid::new_v4)
         .hyphenated()
         .encode_lower(&mut uuid::Uuid::encode_buffer())
         .to_owned()
