@@ -824,6 +824,57 @@ mod tests {
     }
 
     fn head_of(status: u16, headers: &[(&str, &str)], body: Body) -> (String, Framing, bool) {
+        head_closing(status, headers, &ClosingHeaders::default(), body)
+    }
+
+    #[test]
+    fn closing_headers_come_last_and_replace_the_maps() {
+        let closing = ClosingHeaders {
+            request_id: "r-1".into(),
+            extended_request_id: "e-1".into(),
+            keep_alive: true,
+        };
+        let headers = [
+            ("connection", "close"),
+            ("content-type", "text/plain"),
+            ("x-amzn-requestid", "theirs"),
+        ];
+        let (text, _, last) = head_closing(200, &headers, &closing, Body::full("ok"));
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\ncontent-type: text/plain\nx-amzn-requestid: r-1\n\
+             x-amz-apigw-id: e-1\nconnection: keep-alive\ncontent-length: 2\ndate: *\n"
+        );
+        // (The body's length and the date follow the headers, as hyper writes them.) The
+        // map's `Connection: close` gave way to keep-alive.
+        assert!(!last);
+        // What hyper's path is given says the same, in the same order.
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(k, HeaderValue::from_static(v));
+        }
+        closing.apply_to(&mut map);
+        let names: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "content-type",
+                "x-amzn-requestid",
+                "x-amz-apigw-id",
+                "connection"
+            ]
+        );
+        // Without keep-alive, the map's `Connection: close` stands and ends the connection.
+        let (_, _, last) = head_closing(200, &headers, &ClosingHeaders::default(), Body::empty());
+        assert!(last);
+    }
+
+    fn head_closing(
+        status: u16,
+        headers: &[(&str, &str)],
+        closing: &ClosingHeaders,
+        body: Body,
+    ) -> (String, Framing, bool) {
         let mut map = HeaderMap::new();
         for (k, v) in headers {
             map.append(
@@ -834,8 +885,7 @@ mod tests {
         let mut out = Vec::new();
         let status = StatusCode::from_u16(status).expect("status");
         let (framing, last) =
-            encode_head(&mut out, status, &map, &ClosingHeaders::default(), &body)
-                .expect("encodable");
+            encode_head(&mut out, status, &map, closing, &body).expect("encodable");
         let text = String::from_utf8(out).expect("utf-8");
         // The date changes; its presence is checked by the callers.
         let text = text
