@@ -68,6 +68,41 @@ pub fn token_is(name: &[u8], lower: &[u8]) -> bool {
         .all(|(x, y)| x | 0x20 == *y)
 }
 
+/// Header names with a part in a message's framing or in what its head says, whichever side
+/// reads it (the backend client, the response writer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Date,
+}
+
+/// Which [`Special`] header `name` (a token, in any case) is.
+pub fn special(name: &[u8]) -> Option<Special> {
+    match name.len() {
+        4 if token_is(name, b"date") => Some(Special::Date),
+        10 if token_is(name, b"connection") => Some(Special::Connection),
+        14 if token_is(name, b"content-length") => Some(Special::ContentLength),
+        17 if token_is(name, b"transfer-encoding") => Some(Special::TransferEncoding),
+        _ => None,
+    }
+}
+
+/// Calls `f` with every header of `map`, by value, in order (a map's own iterator gives a
+/// name only with the first of its values).
+pub fn for_each_owned(map: HeaderMap, mut f: impl FnMut(HeaderName, http::HeaderValue)) {
+    let mut current = None;
+    for (name, value) in map {
+        if let Some(n) = name {
+            current = Some(n);
+        }
+        if let Some(n) = &current {
+            f(n.clone(), value);
+        }
+    }
+}
+
 /// A decimal `Content-Length`: digits only (no sign, no spaces), at most 19 of them.
 pub fn parse_decimal(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 19 {
@@ -109,6 +144,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn special_names_in_any_case() {
+        assert_eq!(special(b"Content-Length"), Some(Special::ContentLength));
+        assert_eq!(
+            special(b"TRANSFER-ENCODING"),
+            Some(Special::TransferEncoding)
+        );
+        assert_eq!(special(b"connection"), Some(Special::Connection));
+        assert_eq!(special(b"Date"), Some(Special::Date));
+        assert_eq!(special(b"Content-Type"), None);
+        assert_eq!(special(b"Dates"), None);
+    }
+
+    #[test]
+    fn owned_headers_keep_every_value_in_order() {
+        let mut map = HeaderMap::new();
+        map.append("a", http::HeaderValue::from_static("1"));
+        map.append("b", http::HeaderValue::from_static("2"));
+        map.append("a", http::HeaderValue::from_static("3"));
+        let mut seen = Vec::new();
+        for_each_owned(map, |n, v| {
+            seen.push(format!("{n}={}", v.to_str().unwrap_or("?")))
+        });
+        assert_eq!(seen, ["a=1", "a=3", "b=2"]);
     }
 
     #[test]

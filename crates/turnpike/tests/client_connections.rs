@@ -50,7 +50,7 @@ async fn backend() -> std::net::SocketAddr {
                 "/empty" => b"HTTP/1.1 204 No Content\r\nX-Up: 1\r\n\r\n".to_vec(),
                 "/status" => b"HTTP/1.1 418 I'm a teapot\r\nContent-Length: 3\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\ntea".to_vec(),
                 // Every header HTTP_PROXY renames or drops, in mixed case.
-                "/remapped" => b"HTTP/1.1 200 OK\r\nServer: up/1\r\nDate: Thu, 01 Jan 2026 00:00:00 GMT\r\nX-Amzn-RequestId: up-id\r\nVia: 1.1 hop\r\nX-Custom-Header: Kept As Sent\r\nConnection: keep-alive\r\nCONTENT-LENGTH: 2\r\n\r\nok".to_vec(),
+                "/remapped" => b"HTTP/1.1 200 OK\r\nServer: up/1\r\nDate: Thu, 01 Jan 2026 00:00:00 GMT\r\nX-Amzn-RequestId: up-id\r\nVia: 1.1 hop\r\nX-Custom-Header: Kept As Sent\r\nX-Amz-Apigw-Id: theirs\r\nConnection: keep-alive\r\nCONTENT-LENGTH: 2\r\n\r\nok".to_vec(),
                 _ => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nkept".to_vec(),
             };
             if s.write_all(&reply).await.is_err() {
@@ -267,6 +267,13 @@ async fn fast_path_and_hyper_answer_alike() {
         "{head:?}"
     );
     assert!(!lines.iter().any(|l| l.starts_with("via")), "{head:?}");
+    // The gateway's own id replaces a backend's, as it replaces any other of that name.
+    let ids: Vec<_> = lines
+        .iter()
+        .filter(|l| l.starts_with("x-amz-apigw-id"))
+        .collect();
+    assert_eq!(ids.len(), 1, "{head:?}");
+    assert_ne!(*ids[0], "x-amz-apigw-id: theirs");
     let (head, _) = exchange(tp.addr(), "GET /dev/early HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!(head[0], "HTTP/1.1 500 Internal Server Error");
     let (head, body) = exchange(tp.addr(), "GET /dev/empty HTTP/1.1\r\nHost: x\r\n\r\n").await;

@@ -33,11 +33,16 @@ impl Served {
         }
     }
 
-    /// The response with its closing headers in its map, for writers that need them there.
+    /// The response with every header in its map, for writers that need them there
+    /// (hyper's server): an HTTP_PROXY backend's lines kept as received first, then the map's
+    /// own, then the closing headers, the order the fast path writes them in.
     pub fn into_response(self) -> Response<Body> {
-        let mut r = self.response;
-        self.closing.apply_to(r.headers_mut());
-        r
+        let (mut parts, mut body) = self.response.into_parts();
+        if let Body::Upstream(b) = &mut body {
+            b.merge_head_into(&mut parts.headers);
+        }
+        self.closing.apply_to(&mut parts.headers);
+        Response::from_parts(parts, body)
     }
 }
 
@@ -56,9 +61,16 @@ pub struct ClosingHeaders {
 impl ClosingHeaders {
     /// Whether a header of the response's map gives way to one of these.
     pub fn replaces(&self, name: &HeaderName) -> bool {
-        (self.keep_alive && name == http::header::CONNECTION)
-            || (!self.request_id.is_empty() && name == headers::X_AMZN_REQUEST_ID)
-            || (!self.extended_request_id.is_empty() && name == headers::X_AMZ_APIGW_ID)
+        self.replaces_received(name.as_str().as_bytes())
+    }
+
+    /// [`Self::replaces`] for a name as received (a token, in any case): an HTTP_PROXY
+    /// backend's lines give way too.
+    pub fn replaces_received(&self, name: &[u8]) -> bool {
+        let is = |n: &[u8]| headers::token_is(name, n);
+        (self.keep_alive && is(b"connection"))
+            || (!self.request_id.is_empty() && is(b"x-amzn-requestid"))
+            || (!self.extended_request_id.is_empty() && is(b"x-amz-apigw-id"))
     }
 
     /// Calls `f` with each header line, in the order written.
@@ -90,16 +102,11 @@ impl ClosingHeaders {
     pub fn apply_to(&self, map: &mut HeaderMap) {
         if map.keys().any(|n| self.replaces(n)) {
             let old = std::mem::take(map);
-            let mut current = None;
-            for (name, value) in old {
-                // `None`: another value of the previous header.
-                if let Some(n) = name {
-                    current = Some(n);
+            headers::for_each_owned(old, |n, v| {
+                if !self.replaces(&n) {
+                    map.append(n, v);
                 }
-                if let Some(n) = current.as_ref().filter(|n| !self.replaces(n)) {
-                    map.append(n.clone(), value);
-                }
-            }
+            });
         }
         self.for_each(|name, value| {
             if let Ok(v) = HeaderValue::from_bytes(value) {

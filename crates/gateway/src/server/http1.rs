@@ -22,7 +22,7 @@ use std::task::Poll;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 use http_body::Body as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 
 use super::{hand_off, Connection, Rewind};
 use crate::body::{Body, RequestBody};
-use crate::headers::{has_token, parse_decimal, tokens};
+use crate::headers::{has_token, parse_decimal, special, tokens, Special};
 use crate::pipeline::{self, ClosingHeaders};
 use crate::timer::SleepSlot;
 use crate::upstream::LineName;
@@ -481,9 +481,16 @@ fn encode_head(
     if let Some(head) = upstream_head(body) {
         let mut ok = true;
         head.for_each(|name, value| {
+            let replaced = match name {
+                LineName::Received(n) => closing.replaces_received(n),
+                LineName::Renamed(n) => closing.replaces(n),
+            };
+            if replaced {
+                return;
+            }
             ok &= match name {
-                LineName::Received(n) => w.line(kind_of(n), Name::Received(n), value),
-                LineName::Renamed(n) => w.line(kind_of_name(n), Name::Lower(n.as_str()), value),
+                LineName::Received(n) => w.line(special(n), Name::Received(n), value),
+                LineName::Renamed(n) => w.line(special_name(n), Name::Lower(n.as_str()), value),
             }
             .is_some();
         });
@@ -494,7 +501,7 @@ fn encode_head(
     for (name, value) in headers {
         if !closing.replaces(name) {
             w.line(
-                kind_of_name(name),
+                special_name(name),
                 Name::Lower(name.as_str()),
                 value.as_bytes(),
             )?;
@@ -503,7 +510,7 @@ fn encode_head(
     let mut ok = true;
     closing.for_each(|name, value| {
         ok &= w
-            .line(kind_of_name(name), Name::Lower(name.as_str()), value)
+            .line(special_name(name), Name::Lower(name.as_str()), value)
             .is_some();
     });
     if !ok {
@@ -564,40 +571,9 @@ fn upstream_head(body: &Body) -> Option<&crate::upstream::ResponseHead> {
     }
 }
 
-/// Header names the head writer treats apart.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    ContentLength,
-    TransferEncoding,
-    Connection,
-    Date,
-    Other,
-}
-
-fn kind_of_name(name: &HeaderName) -> Kind {
-    if name == header::CONTENT_LENGTH {
-        Kind::ContentLength
-    } else if name == header::TRANSFER_ENCODING {
-        Kind::TransferEncoding
-    } else if name == header::CONNECTION {
-        Kind::Connection
-    } else if name == header::DATE {
-        Kind::Date
-    } else {
-        Kind::Other
-    }
-}
-
-/// [`kind_of_name`] for a name as received (a token: httparse checked it), in any case.
-fn kind_of(name: &[u8]) -> Kind {
-    let is = |n: &[u8]| crate::headers::token_is(name, n);
-    match name.len() {
-        4 if is(b"date") => Kind::Date,
-        10 if is(b"connection") => Kind::Connection,
-        14 if is(b"content-length") => Kind::ContentLength,
-        17 if is(b"transfer-encoding") => Kind::TransferEncoding,
-        _ => Kind::Other,
-    }
+/// What the head writer treats apart in a map's header name (already in lower case).
+fn special_name(name: &HeaderName) -> Option<Special> {
+    crate::headers::special(name.as_str().as_bytes())
 }
 
 enum Name<'a> {
@@ -622,10 +598,10 @@ struct HeadWriter<'a> {
 impl HeadWriter<'_> {
     /// Writes one header line; `None` for a line hyper refuses (a conflicting or invalid
     /// `content-length`, or one after `transfer-encoding`).
-    fn line(&mut self, kind: Kind, name: Name<'_>, value: &[u8]) -> Option<()> {
+    fn line(&mut self, kind: Option<Special>, name: Name<'_>, value: &[u8]) -> Option<()> {
         let chunk_ok = can_have_body(self.status);
         match kind {
-            Kind::ContentLength => {
+            Some(Special::ContentLength) => {
                 let n = match self.body_len {
                     // No body: `content-length: 0` follows at the end.
                     None => return Some(()),
@@ -646,7 +622,7 @@ impl HeadWriter<'_> {
                 }
                 return Some(());
             }
-            Kind::TransferEncoding => {
+            Some(Special::TransferEncoding) => {
                 if !chunk_ok {
                     return Some(());
                 }
@@ -662,9 +638,9 @@ impl HeadWriter<'_> {
                 self.out.extend_from_slice(b"\r\n");
                 return Some(());
             }
-            Kind::Connection => self.last |= has_token(value, b"close"),
-            Kind::Date => self.wrote_date = true,
-            Kind::Other => {}
+            Some(Special::Connection) => self.last |= has_token(value, b"close"),
+            Some(Special::Date) => self.wrote_date = true,
+            None => {}
         }
         let name_len = match name {
             Name::Lower(n) => n.len(),
@@ -732,6 +708,7 @@ mod date {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header;
 
     fn take(raw: &[u8]) -> (Taken, BytesMut) {
         let mut buf = BytesMut::from(raw);

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::body::{Body, RequestBody};
+use crate::body::RequestBody;
 use crate::timer::ConnTimer;
 use crate::{pipeline, Gateway};
 
@@ -130,13 +130,8 @@ async fn hand_off(io: Rewind<TcpStream>, conn: Connection) {
         let client = client.clone();
         async move {
             let req = req.map(RequestBody::Streaming);
-            let served = pipeline::handle(&gw, req, &client).await;
-            let (mut parts, mut body) = served.into_response().into_parts();
-            // hyper writes the map alone: a backend's lines kept outside it join it here.
-            if let Body::Upstream(b) = &mut body {
-                b.merge_head_into(&mut parts.headers);
-            }
-            Ok::<_, Infallible>(http::Response::from_parts(parts, body))
+            // hyper writes the map alone: everything joins it.
+            Ok::<_, Infallible>(pipeline::handle(&gw, req, &client).await.into_response())
         }
     });
     let builder = conn_builder(&opts);

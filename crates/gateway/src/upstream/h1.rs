@@ -30,6 +30,8 @@ use http_body::{Frame, SizeHint};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use crate::headers::Special;
+
 use super::{
     HeaderRewrite, HeaderSource, Rewrite, UpstreamError, CONNECT_TIMEOUT, IDLE_TIMEOUT,
     MAX_IDLE_PER_HOST,
@@ -511,14 +513,14 @@ fn parse_head(
             ));
         };
         let tokens = || crate::headers::tokens(value);
-        match framing_header(name) {
-            Some(FramingHeader::Connection) => {
+        match crate::headers::special(name) {
+            Some(Special::Connection) => {
                 for token in tokens() {
                     close |= token.eq_ignore_ascii_case(b"close");
                     keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
-            Some(FramingHeader::TransferEncoding) => {
+            Some(Special::TransferEncoding) => {
                 // The last coding of all the lines decides.
                 let last = tokens().next_back();
                 transfer_encoding = match (last, transfer_encoding) {
@@ -529,7 +531,7 @@ fn parse_head(
                     (None, kept) => kept,
                 };
             }
-            Some(FramingHeader::ContentLength) => {
+            Some(Special::ContentLength) => {
                 // `Content-Length: 5, 5` and repeated equal lines are one length.
                 for part in value.split(|&b| b == b',') {
                     length = match (crate::headers::parse_decimal(part.trim_ascii()), length) {
@@ -539,7 +541,7 @@ fn parse_head(
                     };
                 }
             }
-            None => {}
+            Some(Special::Date) | None => {}
         }
         if rewrite.is_some() {
             if name.len() > MAX_NAME_BYTES {
@@ -578,22 +580,6 @@ fn parse_head(
 /// `http`'s limit on a header name's length.
 const MAX_NAME_BYTES: usize = 1 << 16;
 
-enum FramingHeader {
-    Connection,
-    TransferEncoding,
-    ContentLength,
-}
-
-fn framing_header(name: &[u8]) -> Option<FramingHeader> {
-    use crate::headers::token_is;
-    match name.len() {
-        10 if token_is(name, b"connection") => Some(FramingHeader::Connection),
-        17 if token_is(name, b"transfer-encoding") => Some(FramingHeader::TransferEncoding),
-        14 if token_is(name, b"content-length") => Some(FramingHeader::ContentLength),
-        _ => None,
-    }
-}
-
 /// A backend response's header lines as received, with the [`HeaderRewrite`] that applies to
 /// them as they are written out. httparse has checked every name and value against the
 /// rules `HeaderName` and `HeaderValue` apply, so the lines can go to the client as they are.
@@ -623,15 +609,19 @@ impl ResponseHead {
         self.lines.is_empty()
     }
 
+    /// Each line's name and value as received, in order.
+    fn received(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.lines.iter().filter_map(|&(ns, ne, vs, ve)| {
+            Some((
+                self.bytes.get(ns as usize..ne as usize)?,
+                self.bytes.get(vs as usize..ve as usize)?,
+            ))
+        })
+    }
+
     /// Calls `f` with each line as the client gets it, rewritten, in the order received.
     pub fn for_each<'a>(&'a self, mut f: impl FnMut(LineName<'a>, &'a [u8])) {
-        for &(ns, ne, vs, ve) in &self.lines {
-            let (Some(name), Some(value)) = (
-                self.bytes.get(ns as usize..ne as usize),
-                self.bytes.get(vs as usize..ve as usize),
-            ) else {
-                continue;
-            };
+        for (name, value) in self.received() {
             match (self.rewrite)(name) {
                 Rewrite::Keep => f(LineName::Received(name), value),
                 Rewrite::Drop => {}
@@ -644,16 +634,12 @@ impl ResponseHead {
         }
     }
 
-    /// Appends the lines, rewritten, to `map`.
+    /// Appends the lines, rewritten, to `map` (values share the head's bytes).
     pub(super) fn append_to(self, map: &mut HeaderMap) {
-        for &(ns, ne, vs, ve) in &self.lines {
-            let (Some(name), Some(value)) = (
-                self.bytes
-                    .get(ns as usize..ne as usize)
-                    .and_then(|n| HeaderName::from_bytes(n).ok()),
-                (vs <= ve && ve as usize <= self.bytes.len())
-                    .then(|| self.bytes.slice(vs as usize..ve as usize))
-                    .and_then(|v| HeaderValue::from_maybe_shared(v).ok()),
+        for (name, value) in self.received() {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name),
+                HeaderValue::from_maybe_shared(self.bytes.slice_ref(value)),
             ) else {
                 continue;
             };

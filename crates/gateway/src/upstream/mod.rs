@@ -245,16 +245,7 @@ impl Upstream {
             let old = std::mem::take(resp.headers_mut());
             let h = resp.headers_mut();
             h.reserve(old.len());
-            let mut current = None;
-            for (name, value) in old {
-                // `None`: another value of the previous header.
-                if let Some(n) = name {
-                    current = Some(n);
-                }
-                if let Some(n) = &current {
-                    append_rewritten(h, f, n.clone(), value);
-                }
-            }
+            crate::headers::for_each_owned(old, |n, v| append_rewritten(h, f, n, v));
         }
         Ok(resp.map(UpstreamBody::Hyper))
     }
@@ -291,16 +282,9 @@ impl UpstreamBody {
                 let added = std::mem::take(map);
                 map.reserve(head.len() + added.len());
                 head.append_to(map);
-                let mut current = None;
-                for (name, value) in added {
-                    // `None`: another value of the previous header.
-                    if let Some(n) = name {
-                        current = Some(n);
-                    }
-                    if let Some(n) = &current {
-                        map.append(n.clone(), value);
-                    }
-                }
+                crate::headers::for_each_owned(added, |n, v| {
+                    map.append(n, v);
+                });
             }
         }
     }
