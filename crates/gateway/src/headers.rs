@@ -78,7 +78,9 @@ pub enum Special {
     Date,
 }
 
-/// Which [`Special`] header `name` (a token, in any case) is.
+/// Which [`Special`] header `name` (a token, in any case) is. Always inlined: as a call it
+/// cost more than its comparisons (callgrind, 7 calls per proxied request).
+#[inline(always)]
 pub fn special(name: &[u8]) -> Option<Special> {
     match name.len() {
         4 if token_is(name, b"date") => Some(Special::Date),

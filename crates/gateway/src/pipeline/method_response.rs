@@ -68,9 +68,12 @@ impl ClosingHeaders {
     /// backend's lines give way too.
     pub fn replaces_received(&self, name: &[u8]) -> bool {
         let is = |n: &[u8]| headers::token_is(name, n);
-        (self.keep_alive && is(b"connection"))
-            || (!self.request_id.is_empty() && is(b"x-amzn-requestid"))
-            || (!self.extended_request_id.is_empty() && is(b"x-amz-apigw-id"))
+        match name.len() {
+            10 => self.keep_alive && is(b"connection"),
+            14 => !self.extended_request_id.is_empty() && is(b"x-amz-apigw-id"),
+            16 => !self.request_id.is_empty() && is(b"x-amzn-requestid"),
+            _ => false,
+        }
     }
 
     /// Calls `f` with each header line, in the order written.

@@ -571,9 +571,21 @@ fn upstream_head(body: &Body) -> Option<&crate::upstream::ResponseHead> {
     }
 }
 
-/// What the head writer treats apart in a map's header name (already in lower case).
+/// [`special`] for a `HeaderName`: the standard names compare as enum values, cheaper than
+/// their bytes.
 fn special_name(name: &HeaderName) -> Option<Special> {
-    crate::headers::special(name.as_str().as_bytes())
+    use http::header;
+    if name == header::CONTENT_LENGTH {
+        Some(Special::ContentLength)
+    } else if name == header::TRANSFER_ENCODING {
+        Some(Special::TransferEncoding)
+    } else if name == header::CONNECTION {
+        Some(Special::Connection)
+    } else if name == header::DATE {
+        Some(Special::Date)
+    } else {
+        None
+    }
 }
 
 enum Name<'a> {
