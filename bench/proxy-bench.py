@@ -38,6 +38,8 @@ Environment (all optional):
   BASE_BIN=path      add turnpike-base: the same setup with another turnpike binary (A/B of
                      two builds in one run; the binary is copied into the run dir first)
   TURNPIKE_BIN       use this binary instead of building (no cargo build)
+  PGO=1              build the profile-guided release binary (bench/pgo-build.sh, ~9 min)
+                     and measure that one; add BASE_BIN=<plain build> to see both
   NO_BUILD=1         do not run cargo build; use the binary already in the target dir
   TURNPIKE_THREADS   worker threads of the `turnpike` target (default 1)
   TURNPIKE_LOG       passed through (default: warn, so logging costs nothing)
@@ -122,6 +124,16 @@ def turnpike_binary():
         if not os.access(b, os.X_OK):
             raise SystemExit(f"TURNPIKE_BIN={b} is not an executable")
         return b
+    if os.environ.get("PGO") == "1":
+        B.log("[build] bench/pgo-build.sh (instrumented build, training run, PGO build)")
+        t0 = time.perf_counter()
+        p = subprocess.run([os.path.join(REPO, "bench", "pgo-build.sh")], cwd=REPO,
+                           stdout=subprocess.PIPE, text=True)
+        lines = p.stdout.strip().splitlines()
+        if p.returncode != 0 or not lines or not os.access(lines[-1], os.X_OK):
+            raise SystemExit(f"bench/pgo-build.sh failed (rc={p.returncode})")
+        B.log(f"[build] done in {time.perf_counter() - t0:.1f}s: {lines[-1]}")
+        return lines[-1]
     if os.environ.get("NO_BUILD") != "1":
         B.log("[build] cargo build --release -p turnpike"
               + (f"  (CARGO_TARGET_DIR={os.environ['CARGO_TARGET_DIR']})" if os.environ.get("CARGO_TARGET_DIR") else ""))
@@ -545,6 +557,19 @@ def summarize(runs, targets, conns, mem):
     return summary
 
 
+def bootstrap_ci(ratios, level=0.90, rounds=4000):
+    """Percentile-bootstrap interval of the median of per-rep paired ratios: how far the
+    median could move on this machine's noise. None with fewer than 4 reps."""
+    if len(ratios) < 4:
+        return None
+    import random
+    rnd = random.Random(1)  # the same runs give the same interval
+    meds = sorted(B.median(rnd.choices(ratios, k=len(ratios))) for _ in range(rounds))
+    lo = meds[int((1 - level) / 2 * rounds)]
+    hi = meds[min(rounds - 1, int((1 + level) / 2 * rounds))]
+    return [lo, hi]
+
+
 def goal_rows(runs, summary, targets, conns):
     """Turnpike vs nginx: rps ratio (medians, and per-rep paired range), p99 difference."""
     rows = []
@@ -562,6 +587,7 @@ def goal_rows(runs, summary, targets, conns):
             rows.append({
                 "target": t, "conns": c, "rps_ratio": ratio,
                 "paired_ratio_min_max": [min(paired), max(paired)] if paired else None,
+                "paired_ratio_ci90": bootstrap_ci(paired),
                 "p50_diff_ms": (s["p50_us"] - n["p50_us"]) / 1000.0,
                 "p99_diff_ms": p99_diff_ms,
                 "cpu_ratio": (s["proxy_cpu_us_per_req"] / n["proxy_cpu_us_per_req"]
@@ -640,11 +666,12 @@ def report(out):
             "",
             "Goal: Turnpike rps >= 1.0x nginx, and p99 within +0.5 ms of nginx.",
             "",
-            "| target vs nginx | conns | rps ratio | per-rep ratio range | p50 diff | p99 diff | CPU/req ratio | goal |",
-            "|---|---:|---:|---|---:|---:|---:|---|",
+            "| target vs nginx | conns | rps ratio | per-rep ratio range | 90% CI of the per-rep median | p50 diff | p99 diff | CPU/req ratio | goal |",
+            "|---|---:|---:|---|---|---:|---:|---:|---|",
         ]
         for g in out["goal"]:
             rng = g["paired_ratio_min_max"]
+            ci = g["paired_ratio_ci90"]
             verdict = ("INVALID: errors or non-2xx answers, see logs/" if g["errors"] else
                        "met" if g["meets_rps_goal"] and g["meets_p99_goal"] else
                        "NOT met (" + ", ".join(x for x, ok in (("rps", g["meets_rps_goal"]),
@@ -653,7 +680,8 @@ def report(out):
                 verdict = "A/A control (noise)"
             lines.append(
                 f"| {g['target']} | {g['conns']} | **{g['rps_ratio']:.2f}x** | "
-                f"{'-' if not rng else f'{rng[0]:.2f}-{rng[1]:.2f}'} | {g['p50_diff_ms']:+.2f} ms | "
+                f"{'-' if not rng else f'{rng[0]:.2f}-{rng[1]:.2f}'} | "
+                f"{'- (needs 4 reps)' if not ci else f'{ci[0]:.2f}-{ci[1]:.2f}'} | {g['p50_diff_ms']:+.2f} ms | "
                 f"**{g['p99_diff_ms']:+.2f} ms** | {fmt1(g['cpu_ratio']) if g['cpu_ratio'] is None else format(g['cpu_ratio'], '.2f')} | {verdict} |")
     st = out.get("startup_s") or {}
     if st:

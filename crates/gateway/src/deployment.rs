@@ -50,7 +50,9 @@ pub struct Api {
     pub deployment_id: Arc<str>,
     pub router: Router,
     pub resources: Vec<Resource>,
-    pub stages: HashMap<String, Arc<StageRuntime>>,
+    /// foldhash, not std's SipHash: looked up on every request, and the keys are the
+    /// definition's, not a client's.
+    pub stages: HashMap<String, Arc<StageRuntime>, foldhash::fast::RandomState>,
     pub gateway_responses: GatewayResponses,
     pub binary_media_types: Vec<String>,
     pub api_key_source: turnpike_model::rest::ApiKeySource,
@@ -443,7 +445,7 @@ fn compile_api(
             )
         },
     );
-    let mut stages = HashMap::new();
+    let mut stages = HashMap::default();
     for stage in &api.stages {
         let access_log = match &stage.access_log_settings {
             Some(s) => match AccessLog::new(&s.format, s.destination_arn.as_deref()) {

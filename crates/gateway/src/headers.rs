@@ -10,6 +10,62 @@ pub static X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-i
 pub static X_AMZN_APIGATEWAY_API_ID: HeaderName =
     HeaderName::from_static("x-amzn-apigateway-api-id");
 
+/// Request headers the pipeline looks up on every request and that are usually absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Hinted {
+    Connection = 1,
+    ContentLength = 2,
+    /// `x-amzn-RequestId`: a client's own id, honoured when it is a UUID.
+    RequestId = 4,
+    UserAgent = 8,
+}
+
+/// Which [`Hinted`] headers a request has, when the server found out while parsing its head
+/// (the fast HTTP/1 path looks at every name anyway). A lookup by name hashes the name; most
+/// of these headers are missing from most requests, and their lookups were a tenth of the
+/// pipeline's own work on the proxy path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderHints {
+    /// `None`: nothing is known, every lookup is made.
+    present: Option<u8>,
+}
+
+impl HeaderHints {
+    /// Nothing known (requests hyper parsed).
+    pub const UNKNOWN: HeaderHints = HeaderHints { present: None };
+
+    /// Known: none of the [`Hinted`] headers yet.
+    pub fn known() -> HeaderHints {
+        HeaderHints { present: Some(0) }
+    }
+
+    pub fn saw(&mut self, h: Hinted) {
+        if let Some(p) = &mut self.present {
+            *p |= h as u8;
+        }
+    }
+
+    /// Whether the request may carry `h`: false only when it is known not to.
+    pub fn may_have(self, h: Hinted) -> bool {
+        self.present.is_none_or(|p| p & h as u8 != 0)
+    }
+
+    /// `map.get(name)`, skipped when the request is known not to have it.
+    pub fn get<'m>(
+        self,
+        map: &'m HeaderMap,
+        h: Hinted,
+        name: &HeaderName,
+    ) -> Option<&'m http::HeaderValue> {
+        if self.may_have(h) {
+            map.get(name)
+        } else {
+            None
+        }
+    }
+}
+
 /// Removes every header whose (lower-case) name `listed` selects, in one pass over the
 /// headers present: a request or response carries a few headers, and a lookup by name hashes
 /// it each time. `listed` is a `matches!` over the names: the compiler turns it into a switch

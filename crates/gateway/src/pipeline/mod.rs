@@ -33,6 +33,7 @@ use crate::context::RequestContext;
 use crate::deployment::{Api, MethodRuntime, Runtime, StageRuntime};
 use crate::error::GatewayError;
 use crate::gateway_response::FailedRequest;
+use crate::headers::{HeaderHints, Hinted};
 use crate::Gateway;
 pub use method_response::{ClosingHeaders, Served};
 
@@ -50,6 +51,8 @@ pub struct Invocation<'c> {
     pub ctx: &'c mut RequestContext,
     /// The connection the request came on.
     pub client: &'c Client,
+    /// Headers the request is known to lack.
+    pub hints: HeaderHints,
 }
 
 impl Invocation<'_> {
@@ -99,16 +102,25 @@ impl Client {
 }
 
 /// Serves one request end to end. Never fails: every error becomes a response.
-pub async fn handle(gw: &Gateway, req: Request<RequestBody>, client: &Client) -> Served {
+///
+/// `hints` says which rarely sent headers the request is known to lack (the server's fast path
+/// knows; hyper's does not).
+pub async fn handle(
+    gw: &Gateway,
+    req: Request<RequestBody>,
+    client: &Client,
+    hints: HeaderHints,
+) -> Served {
     let peer = client.addr;
     let started = Instant::now();
     // AWS answers HTTP/1.1 requests with `Connection: keep-alive` unless the client closes.
     let keep_alive = req.version() == http::Version::HTTP_11
-        && !req
-            .headers()
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .any(|v| crate::headers::has_token(v.as_bytes(), b"close"));
+        && !(hints.may_have(Hinted::Connection)
+            && req
+                .headers()
+                .get_all(http::header::CONNECTION)
+                .iter()
+                .any(|v| crate::headers::has_token(v.as_bytes(), b"close")));
     let runtime: Arc<Runtime> = gw.runtime();
     let req = if runtime.websocket_apis.is_empty() {
         req
@@ -118,8 +130,8 @@ pub async fn handle(gw: &Gateway, req: Request<RequestBody>, client: &Client) ->
             crate::websocket::Intercepted::Pass(req) => req,
         }
     };
-    let mut ctx = route::initial_context(&runtime, &req, client);
-    let routed = route::route(&runtime, req, &mut ctx, client, &gw.limits);
+    let mut ctx = route::initial_context(&runtime, &req, client, hints);
+    let routed = route::route(&runtime, req, &mut ctx, client, &gw.limits, hints);
     let (response, stage, mut spare_headers) = match routed {
         Err(early) => (early.response, early.stage, None),
         Ok((mut inv, body)) => {

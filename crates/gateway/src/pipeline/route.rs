@@ -14,6 +14,7 @@ use crate::context::{self, ErrorContext, RequestContext};
 use crate::deployment::{Runtime, StageRuntime};
 use crate::error::GatewayError;
 use crate::gateway_response::FailedRequest;
+use crate::headers::{HeaderHints, Hinted};
 use crate::pipeline::Invocation;
 use crate::Limits;
 
@@ -78,9 +79,13 @@ fn json_error(
 }
 
 /// A client-supplied `x-amzn-RequestId` is honoured when it is a UUID (AWS).
-fn request_id<B>(req: &Request<B>) -> String {
-    req.headers()
-        .get(&crate::headers::X_AMZN_REQUEST_ID)
+fn request_id<B>(req: &Request<B>, hints: HeaderHints) -> String {
+    hints
+        .get(
+            req.headers(),
+            Hinted::RequestId,
+            &crate::headers::X_AMZN_REQUEST_ID,
+        )
         .and_then(|v| v.to_str().ok())
         .and_then(|s| uuid::Uuid::parse_str(s).ok())
         .unwrap_or_else(uuid::Uuid::new_v4)
@@ -100,20 +105,20 @@ pub fn initial_context<B>(
     runtime: &Runtime,
     req: &Request<B>,
     client: &crate::pipeline::Client,
+    hints: HeaderHints,
 ) -> RequestContext {
     let now = context::now_epoch_ms();
     let host = host_of(req).unwrap_or_default();
     RequestContext {
         account_id: runtime.account_id.clone(),
-        request_id: request_id(req),
+        request_id: request_id(req, hints),
         extended_request_id: context::extended_request_id(),
         domain_name: without_port(host).to_string(),
         http_method: method_name(req.method()),
         protocol: "HTTP/1.1",
         source_ip: client.source_ip.clone(),
-        user_agent: req
-            .headers()
-            .get(http::header::USER_AGENT)
+        user_agent: hints
+            .get(req.headers(), Hinted::UserAgent, &http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         request_time_epoch_ms: now,
@@ -171,6 +176,7 @@ pub fn route<'c>(
     ctx: &'c mut RequestContext,
     client: &'c crate::pipeline::Client,
     limits: &Limits,
+    hints: HeaderHints,
 ) -> Result<(Invocation<'c>, RequestBody), Box<Early>> {
     let early = |response| {
         Box::new(Early {
@@ -198,7 +204,7 @@ pub fn route<'c>(
             None,
         )));
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     // The host `initial_context` read, less its port (no invoke URL form depends on it).
     let target = address::resolve(Some(&ctx.domain_name), parts.uri.path());
     let Some(api) = runtime.api(target.api_id.as_deref()).cloned() else {
@@ -247,9 +253,12 @@ pub fn route<'c>(
         })
     };
 
-    let declared_len = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
+    let declared_len = hints
+        .get(
+            &parts.headers,
+            Hinted::ContentLength,
+            &http::header::CONTENT_LENGTH,
+        )
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared_len.is_some_and(|n| n > limits.max_payload_bytes as u64) {
@@ -284,7 +293,6 @@ pub fn route<'c>(
     ctx.resource_path = method_rt.resource_path.clone();
     // Hop-by-hop and framing headers never reach the integration: they are invisible to
     // mappings and templates too (`$input.params('Connection')` is empty, recorded on AWS).
-    let mut parts = parts;
     crate::headers::remove_listed(&mut parts.headers, hidden_request_header);
     let inv = Invocation {
         api,
@@ -295,6 +303,7 @@ pub fn route<'c>(
         query,
         ctx,
         client,
+        hints,
     };
     Ok((inv, body))
 }

@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 
 use super::{hand_off, Connection, Rewind};
 use crate::body::{Body, RequestBody};
-use crate::headers::{has_token, parse_decimal, special, tokens, Special};
+use crate::headers::{has_token, parse_decimal, special, tokens, HeaderHints, Hinted, Special};
 use crate::pipeline::{self, ClosingHeaders};
 use crate::timer::SleepSlot;
 use crate::upstream::LineName;
@@ -57,10 +57,10 @@ pub(super) async fn serve(mut stream: TcpStream, conn: Connection) {
     loop {
         let deadline = Instant::now() + conn.opts.header_read_timeout;
         // Read until the head (and its small body) is whole.
-        let (req, close) = loop {
+        let (req, Ready { close, hints }) = loop {
             if !buf.is_empty() {
                 match take_request(&mut buf, conn.opts.max_head_bytes, &mut scratch) {
-                    Taken::Request(req, close) => break (req, close),
+                    Taken::Request(req, ready) => break (req, ready),
                     Taken::Partial => {}
                     Taken::NotOurs => {
                         return hand_off(Rewind::new(buf.freeze(), stream), conn).await;
@@ -86,7 +86,7 @@ pub(super) async fn serve(mut stream: TcpStream, conn: Connection) {
                 _ => return,
             }
         };
-        let served = pipeline::handle(&conn.gateway, req, &conn.client).await;
+        let served = pipeline::handle(&conn.gateway, req, &conn.client, hints).await;
         let (parts, body) = served.response.into_parts();
         out.clear();
         let reusable = write_response(
@@ -129,12 +129,18 @@ async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Resul
 // allocation per request.
 #[allow(clippy::large_enum_variant)]
 enum Taken {
-    /// A request, and whether the client asked to close after it (`Connection: close`).
-    Request(Request<RequestBody>, bool),
+    Request(Request<RequestBody>, Ready),
     /// The head or its body is not whole yet.
     Partial,
     /// A request the fast path leaves to hyper.
     NotOurs,
+}
+
+/// What the head told about a request besides the request itself.
+struct Ready {
+    /// The client asked to close after it (`Connection: close`).
+    close: bool,
+    hints: HeaderHints,
 }
 
 /// Per-connection space for parsing, kept between requests.
@@ -153,7 +159,7 @@ fn take_request(buf: &mut BytesMut, max_head: usize, scratch: &mut Scratch) -> T
     // Spans of the headers, as offsets: the buffer is split after parsing.
     let spans = &mut scratch.spans;
     spans.clear();
-    let (len, method, target, body_len, close) = {
+    let (len, method, target, body_len, ready) = {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         let len = match httparse::ParserConfig::default()
@@ -187,11 +193,14 @@ fn take_request(buf: &mut BytesMut, max_head: usize, scratch: &mut Scratch) -> T
         };
         let mut body_len = None;
         let mut close = false;
+        let mut hints = HeaderHints::known();
         for h in req.headers.iter() {
             let name = h.name.as_bytes();
             match header_role(name) {
                 Role::Plain => {}
+                Role::Hinted(hinted) => hints.saw(hinted),
                 Role::ContentLength => {
+                    hints.saw(Hinted::ContentLength);
                     if body_len.is_some() {
                         return Taken::NotOurs;
                     }
@@ -201,6 +210,7 @@ fn take_request(buf: &mut BytesMut, max_head: usize, scratch: &mut Scratch) -> T
                     }
                 }
                 Role::Connection => {
+                    hints.saw(Hinted::Connection);
                     if has_token(h.value, b"upgrade") {
                         return Taken::NotOurs;
                     }
@@ -217,7 +227,7 @@ fn take_request(buf: &mut BytesMut, max_head: usize, scratch: &mut Scratch) -> T
             method,
             span(path.as_bytes()),
             body_len.unwrap_or(0),
-            close,
+            Ready { close, hints },
         )
     };
     if buf.len() < len + body_len {
@@ -227,7 +237,7 @@ fn take_request(buf: &mut BytesMut, max_head: usize, scratch: &mut Scratch) -> T
     let body = buf.split_to(body_len).freeze();
     let headers = std::mem::take(&mut scratch.headers);
     match build_request(&head, method, target, &scratch.spans, headers, body.clone()) {
-        Some(req) => Taken::Request(req, close),
+        Some(req) => Taken::Request(req, ready),
         None => {
             // Something only the `http` types refuse (a URI or header name): hyper decides.
             let mut rest = BytesMut::with_capacity(head.len() + body_len + buf.len());
@@ -243,6 +253,8 @@ fn take_request(buf: &mut BytesMut, max_head: usize, scratch: &mut Scratch) -> T
 /// What a request header means to the fast path.
 enum Role {
     Plain,
+    /// One the pipeline looks up (`HeaderHints`).
+    Hinted(Hinted),
     ContentLength,
     Connection,
     /// `Transfer-Encoding`, `Expect`, `Upgrade`, `HTTP2-Settings`: hyper's.
@@ -256,6 +268,8 @@ fn header_role(name: &[u8]) -> Role {
         14 if is(b"content-length") => Role::ContentLength,
         14 if is(b"http2-settings") => Role::NotOurs,
         10 if is(b"connection") => Role::Connection,
+        10 if is(b"user-agent") => Role::Hinted(Hinted::UserAgent),
+        16 if is(b"x-amzn-requestid") => Role::Hinted(Hinted::RequestId),
         17 if is(b"transfer-encoding") => Role::NotOurs,
         6 if is(b"expect") => Role::NotOurs,
         7 if is(b"upgrade") => Role::NotOurs,
@@ -738,10 +752,15 @@ mod tests {
             b"POST /dev/pets?x=1 HTTP/1.1\r\nHost: a\r\nX-Two: 1\r\nX-Two: 2\r\n\
               Content-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n",
         );
-        let Taken::Request(req, close) = t else {
+        let Taken::Request(req, ready) = t else {
             panic!("not taken")
         };
-        assert!(!close);
+        assert!(!ready.close);
+        // The head had a length, and none of the other looked-up headers.
+        assert!(ready.hints.may_have(Hinted::ContentLength));
+        for absent in [Hinted::Connection, Hinted::RequestId, Hinted::UserAgent] {
+            assert!(!ready.hints.may_have(absent), "{absent:?}");
+        }
         assert_eq!(req.method(), Method::POST);
         assert_eq!(req.uri().path(), "/dev/pets");
         assert_eq!(req.uri().query(), Some("x=1"));
@@ -753,8 +772,18 @@ mod tests {
         // The next request's first bytes stay buffered.
         assert_eq!(&rest[..], b"GET / HTTP/1.1\r\n");
 
-        let (t, _) = take(b"GET /a HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n");
-        assert!(matches!(t, Taken::Request(_, true)));
+        let (t, _) = take(
+            b"GET /a HTTP/1.1\r\nConnection: keep-alive, Close\r\nUser-AGENT: x\r\n\
+              X-Amzn-RequestId: y\r\n\r\n",
+        );
+        let Taken::Request(_, ready) = t else {
+            panic!("not taken")
+        };
+        assert!(ready.close);
+        for present in [Hinted::Connection, Hinted::RequestId, Hinted::UserAgent] {
+            assert!(ready.hints.may_have(present), "{present:?}");
+        }
+        assert!(!ready.hints.may_have(Hinted::ContentLength));
     }
 
     #[test]

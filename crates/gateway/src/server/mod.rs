@@ -131,7 +131,11 @@ async fn hand_off(io: Rewind<TcpStream>, conn: Connection) {
         async move {
             let req = req.map(RequestBody::Streaming);
             // hyper writes the map alone: everything joins it.
-            Ok::<_, Infallible>(pipeline::handle(&gw, req, &client).await.into_response())
+            Ok::<_, Infallible>(
+                pipeline::handle(&gw, req, &client, crate::headers::HeaderHints::UNKNOWN)
+                    .await
+                    .into_response(),
+            )
         }
     });
     let builder = conn_builder(&opts);

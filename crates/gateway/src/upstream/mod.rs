@@ -98,6 +98,35 @@ impl HeaderSource for http::HeaderMap {
     }
 }
 
+/// Where a backend request goes: its origin, and the request target (path and query) its
+/// request line carries, both already checked.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub scheme: &'a Scheme,
+    pub authority: &'a http::uri::Authority,
+    pub path_and_query: &'a str,
+}
+
+impl<'a> Target<'a> {
+    /// `None` for a URI without a scheme or an authority.
+    pub fn of(uri: &'a http::Uri) -> Option<Target<'a>> {
+        Some(Target {
+            scheme: uri.scheme()?,
+            authority: uri.authority()?,
+            path_and_query: uri.path_and_query().map_or("/", |pq| pq.as_str()),
+        })
+    }
+
+    fn to_uri(self) -> Result<http::Uri, UpstreamError> {
+        http::Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(self.path_and_query)
+            .build()
+            .map_err(|_| UpstreamError::Protocol("invalid request target"))
+    }
+}
+
 /// How long an unused pooled connection is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per backend authority.
@@ -187,42 +216,65 @@ impl Upstream {
         req: Request<Body>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let (parts, body) = req.into_parts();
-        self.send(parts.method, parts.uri, &parts.headers, body, None)
-            .await
+        match Target::of(&parts.uri) {
+            Some(target) => {
+                self.send(parts.method, target, &parts.headers, body, None)
+                    .await
+            }
+            // Relative: hyper's client has the error for it.
+            None => {
+                Box::pin(self.send_hyper(
+                    parts.method,
+                    parts.uri.clone(),
+                    &parts.headers,
+                    body,
+                    None,
+                ))
+                .await
+            }
+        }
     }
 
     /// Sends a request whose headers come from `headers`, with every response header passed
-    /// through `rewrite` (HTTP_PROXY's renaming). `uri` is absolute.
+    /// through `rewrite` (HTTP_PROXY's renaming).
     pub async fn proxy(
         &self,
         method: http::Method,
-        uri: http::Uri,
+        target: Target<'_>,
         headers: &(dyn HeaderSource + Sync),
         body: Body,
         rewrite: HeaderRewrite,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        self.send(method, uri, headers, body, Some(rewrite)).await
+        self.send(method, target, headers, body, Some(rewrite))
+            .await
     }
 
     /// Plain HTTP with a buffered body goes to [`h1`]; the rest to hyper's client.
     async fn send(
         &self,
         method: http::Method,
-        uri: http::Uri,
+        target: Target<'_>,
         headers: &(dyn HeaderSource + Sync),
         body: Body,
         rewrite: Option<HeaderRewrite>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        if uri.scheme() == Some(&Scheme::HTTP) {
-            if let (Body::Full(full), Some(authority)) = (&body, uri.authority()) {
-                let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        if *target.scheme == Scheme::HTTP {
+            if let Body::Full(full) = &body {
                 let resp = self
                     .h1
-                    .request(&method, pq, headers, full.clone(), authority, rewrite)
+                    .request(
+                        &method,
+                        target.path_and_query,
+                        headers,
+                        full.clone(),
+                        target.authority,
+                        rewrite,
+                    )
                     .await?;
                 return Ok(resp.map(UpstreamBody::H1));
             }
         }
+        let uri = target.to_uri()?;
         // Boxed, so that its state does not size the plain-HTTP path's future.
         Box::pin(self.send_hyper(method, uri, headers, body, rewrite)).await
     }

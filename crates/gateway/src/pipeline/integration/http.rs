@@ -14,11 +14,13 @@ use http_body_util::BodyExt;
 
 use crate::body::{Body, RequestBody};
 use crate::context;
+use crate::deployment::StaticOrigin;
 use crate::error::GatewayError;
+use crate::headers::Hinted;
 use crate::pipeline::integration_request::{self, IntegrationRequest};
 use crate::pipeline::integration_response::{self, IntegrationOutput};
 use crate::pipeline::{content_handling, Invocation};
-use crate::upstream::{Rewrite, UpstreamBody, UpstreamError};
+use crate::upstream::{Rewrite, Target, UpstreamBody, UpstreamError};
 use crate::Gateway;
 
 /// Client headers that never reach an HTTP_PROXY integration (recorded against AWS) beyond the
@@ -163,13 +165,97 @@ fn encode(s: &str) -> percent_encoding::PercentEncode<'_> {
     percent_encoding::utf8_percent_encode(s, QUERY_ENCODE)
 }
 
+/// A backend URL, checked.
+enum BackendUrl<'t> {
+    /// Rendered from a template with a literal origin: `text` starts with the origin's text,
+    /// and the rest, the request target, holds only bytes every part of a URI may carry as
+    /// they are (checked in place: parsing it into an `http::Uri` and reading it back cost a
+    /// few hundred instructions per request).
+    Literal {
+        origin: &'t StaticOrigin,
+        text: String,
+    },
+    /// Anything else, parsed by the `http` types.
+    Parsed(Uri),
+}
+
+impl BackendUrl<'_> {
+    fn target(&self) -> Option<Target<'_>> {
+        match self {
+            BackendUrl::Literal { origin, text } => Some(Target {
+                scheme: &origin.scheme,
+                authority: &origin.authority,
+                path_and_query: text.get(origin.len..)?,
+            }),
+            BackendUrl::Parsed(uri) => Target::of(uri),
+        }
+    }
+
+    fn into_uri(self) -> Result<Uri, GatewayError> {
+        match self {
+            BackendUrl::Literal { origin, text } => {
+                let bytes = Bytes::from(text);
+                let mut parts = http::uri::Parts::default();
+                parts.scheme = Some(origin.scheme.clone());
+                parts.authority = Some(origin.authority.clone());
+                parts.path_and_query = Some(
+                    http::uri::PathAndQuery::from_maybe_shared(bytes.slice(origin.len..))
+                        .map_err(|_| invalid_endpoint(&String::from_utf8_lossy(&bytes)))?,
+                );
+                Uri::from_parts(parts)
+                    .map_err(|_| invalid_endpoint(&String::from_utf8_lossy(&bytes)))
+            }
+            BackendUrl::Parsed(uri) => Ok(uri),
+        }
+    }
+}
+
+fn invalid_endpoint(url: &str) -> GatewayError {
+    GatewayError::internal(format!(
+        "Execution failed due to configuration error: Invalid endpoint address {url:?}"
+    ))
+}
+
+/// Whether `target` is a request target that `http::uri::PathAndQuery` takes exactly as it
+/// is: a `/`, then unreserved characters, sub-delimiters, `:`, `@`, `/`, `?` and `%` (no
+/// fragment to cut, no byte it refuses or would have to check for UTF-8).
+fn plain_request_target(target: &str) -> bool {
+    target.len() < usize::from(u16::MAX)
+        && target.starts_with('/')
+        && target.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b':'
+                        | b'@'
+                        | b'/'
+                        | b'?'
+                        | b'%'
+                )
+        })
+}
+
 /// Builds the backend URL: URI template + path mappings, then `raw_query` (proxy only) and
 /// the mapped query parameters.
-fn backend_uri(
-    inv: &Invocation<'_>,
+fn backend_url<'t>(
+    inv: &'t Invocation<'_>,
     mapped: &IntegrationRequest,
     raw_query: Option<&str>,
-) -> Result<Uri, GatewayError> {
+) -> Result<BackendUrl<'t>, GatewayError> {
     let Some(template) = &inv.method.integration.uri else {
         return Err(GatewayError::configuration("integration has no uri"));
     };
@@ -187,32 +273,22 @@ fn backend_uri(
         let piece = format!("{}={}", encode(k), encode(v));
         push(&mut url, &piece);
     }
-    let invalid = |url: &str| {
-        GatewayError::internal(format!(
-            "Execution failed due to configuration error: Invalid endpoint address {url:?}"
-        ))
-    };
     if let Some(origin) = &template.static_origin {
-        // The origin was parsed at deploy time: only the path and query are parsed here, in
-        // place (the rendered URI starts with the origin's text).
-        let bytes = Bytes::from(url);
-        if bytes.len() < origin.len {
-            return Err(invalid(&String::from_utf8_lossy(&bytes)));
-        }
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(origin.scheme.clone());
-        parts.authority = Some(origin.authority.clone());
-        parts.path_and_query = Some(
-            http::uri::PathAndQuery::from_maybe_shared(bytes.slice(origin.len..))
-                .map_err(|_| invalid(&String::from_utf8_lossy(&bytes)))?,
-        );
-        return Uri::from_parts(parts).map_err(|_| invalid(&String::from_utf8_lossy(&bytes)));
+        // The origin was parsed at deploy time: only the path and query are checked here (the
+        // rendered URI starts with the origin's text).
+        let plain = url.get(origin.len..).is_some_and(plain_request_target);
+        let literal = BackendUrl::Literal { origin, text: url };
+        return if plain {
+            Ok(literal)
+        } else {
+            literal.into_uri().map(BackendUrl::Parsed)
+        };
     }
-    let uri: Uri = url.parse().map_err(|_| invalid(&url))?;
+    let uri: Uri = url.parse().map_err(|_| invalid_endpoint(&url))?;
     if uri.host().is_none_or(str::is_empty) || !matches!(uri.scheme_str(), Some("http" | "https")) {
-        return Err(invalid(&url));
+        return Err(invalid_endpoint(&url));
     }
-    Ok(uri)
+    Ok(BackendUrl::Parsed(uri))
 }
 
 fn outgoing_method(inv: &Invocation<'_>) -> http::Method {
@@ -349,7 +425,9 @@ impl<'a> ProxyHeaders<'a> {
         for (name, value) in gateway_headers(inv) {
             h.set(name, value);
         }
-        if !h.has(&header::USER_AGENT) && !h.client.contains_key(header::USER_AGENT) {
+        let client_agent =
+            inv.hints.may_have(Hinted::UserAgent) && h.client.contains_key(header::USER_AGENT);
+        if !client_agent && !h.has(&header::USER_AGENT) {
             h.set.push((header::USER_AGENT, default_user_agent(inv)));
         }
         // A plain-HTTP backend with a literal origin gets its `Host` built at deploy time (the
@@ -417,7 +495,7 @@ pub async fn proxy(
 ) -> Result<Response<Body>, GatewayError> {
     inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
     let mapped = integration_request::map_parameters(inv, &[])?;
-    let uri = backend_uri(inv, &mapped, inv.parts.uri.query())?;
+    let url = backend_url(inv, &mapped, inv.parts.uri.query())?;
     let limit = gw.limits.max_payload_bytes;
     let body = match body {
         RequestBody::Streaming(incoming) => small_or_stream(incoming, limit).await?,
@@ -433,11 +511,17 @@ pub async fn proxy(
     let timeout = inv.method.integration.timeout;
     let result = {
         let inv: &Invocation<'_> = inv;
+        let target = url
+            .target()
+            .ok_or_else(|| GatewayError::internal("the backend URL has no origin"))?;
         let headers = ProxyHeaders::new(inv, &mapped, len)?;
-        let call =
-            std::pin::pin!(gw
-                .upstream
-                .proxy(method, uri, &headers, body, remap_response_header));
+        let call = std::pin::pin!(gw.upstream.proxy(
+            method,
+            target,
+            &headers,
+            body,
+            remap_response_header
+        ));
         // From `started`, which the latency is measured from too (one clock read).
         inv.client
             .integration_timer
@@ -460,7 +544,7 @@ pub async fn invoke(
 ) -> Result<Response<Body>, GatewayError> {
     inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
     let mapped = integration_request::prepare(inv, body)?;
-    let uri = backend_uri(inv, &mapped, None)?;
+    let uri = backend_url(inv, &mapped, None)?.into_uri()?;
     let mut headers = HeaderMap::new();
     headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
     headers.insert(header::USER_AGENT, default_user_agent(inv));
@@ -507,4 +591,40 @@ pub async fn invoke(
     )?;
     inv.add_trace_header(&mut resp);
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_request_target;
+
+    /// A target taken as it is must be one `PathAndQuery` would take unchanged, wherever the
+    /// byte stands (the path and the query have different rules).
+    #[test]
+    fn plain_request_targets_are_what_the_http_types_take_unchanged() {
+        for b in 0u8..0x80 {
+            let c = char::from(b);
+            for t in [format!("/a{c}b"), format!("/a?x{c}y"), format!("/{c}")] {
+                if plain_request_target(&t) {
+                    let parsed = http::uri::PathAndQuery::try_from(t.as_str());
+                    assert_eq!(
+                        parsed.as_ref().map(|p| p.as_str()).ok(),
+                        Some(t.as_str()),
+                        "{b:#x} in {t:?}"
+                    );
+                }
+            }
+        }
+        for t in [
+            "/bench/hello",
+            "/pets/12?limit=10&sort=name%20asc",
+            "/a:b@c/~d!$&'()*+,;=",
+        ] {
+            assert!(plain_request_target(t), "{t}");
+        }
+        // Left to the full parser: a fragment, bytes it refuses or percent-encodes, no
+        // leading slash.
+        for t in ["/a#b", "/a b", "/a\"b", "/a{b}", "/é", "a/b", ""] {
+            assert!(!plain_request_target(t), "{t}");
+        }
+    }
 }
