@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use crate::error::GatewayError;
 
 /// Per-request facts, filled in as the pipeline advances.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RequestContext {
     pub account_id: Arc<str>,
     pub api_id: Arc<str>,
@@ -48,6 +48,48 @@ pub struct RequestContext {
     pub identity_user: Option<String>,
     pub identity_access_key: Option<String>,
     pub identity_account_id: Option<String>,
+}
+
+impl Default for RequestContext {
+    fn default() -> Self {
+        // One empty authorizer context for every request: a derived default allocated (and
+        // freed) a new one per request, though few requests have an authorizer.
+        static NO_AUTHORIZER: std::sync::LazyLock<Arc<Map<String, Value>>> =
+            std::sync::LazyLock::new(Arc::default);
+        RequestContext {
+            account_id: Arc::default(),
+            api_id: Arc::default(),
+            request_id: String::new(),
+            extended_request_id: String::new(),
+            deployment_id: Arc::default(),
+            domain_name: String::new(),
+            http_method: std::borrow::Cow::Borrowed(""),
+            path: String::new(),
+            protocol: "",
+            resource_id: Arc::default(),
+            resource_path: Arc::default(),
+            stage: Arc::default(),
+            source_ip: Arc::default(),
+            user_agent: None,
+            request_time_epoch_ms: 0,
+            is_canary_request: None,
+            error: None,
+            status: None,
+            response_length: None,
+            response_latency_ms: None,
+            integration_status: None,
+            integration_latency_ms: None,
+            integration_error: None,
+            trace_id: None,
+            api_key: None,
+            api_key_id: None,
+            authorizer: NO_AUTHORIZER.clone(),
+            identity_user_arn: None,
+            identity_user: None,
+            identity_access_key: None,
+            identity_account_id: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -150,7 +150,7 @@ impl Pool {
                     let mut resp = Response::new(body);
                     *resp.status_mut() = head.status;
                     *resp.version_mut() = head.version;
-                    *resp.headers_mut() = head.headers;
+                    crate::headers::install(resp.headers_mut(), head.headers);
                     return Ok(resp);
                 }
                 // A stale pooled connection: the request goes out on the next one, or a fresh

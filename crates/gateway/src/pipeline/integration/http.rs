@@ -528,11 +528,12 @@ pub async fn proxy(
             .timeout_at(started + timeout, call)
             .await
     };
-    let resp = outcome(inv, result, started)?;
-    let (parts, body) = resp.into_parts();
+    // A fresh response: the backend's version and extensions (hyper keeps its reason phrase
+    // there) are not passed on.
+    let (parts, body) = outcome(inv, result, started)?.into_parts();
     let mut out = Response::new(Body::Upstream(body));
     *out.status_mut() = parts.status;
-    *out.headers_mut() = parts.headers;
+    crate::headers::install(out.headers_mut(), parts.headers);
     Ok(out)
 }
 
