@@ -13,6 +13,7 @@
 //! an earlier deadline re-arms it at once. A request that finds the slot in use (HTTP/2
 //! streams in parallel) gets a timer of its own.
 
+use std::borrow::Borrow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -28,9 +29,82 @@ pub struct SleepSlot(Arc<Mutex<Option<Pin<Box<Sleep>>>>>);
 impl SleepSlot {
     /// A timer that fires at `deadline`, the slot's own when it is free.
     pub fn sleep_until(&self, deadline: Instant) -> SlotSleep {
+        SlotSleep::new(self.clone(), deadline)
+    }
+
+    /// Runs `fut` for at most `limit` (as `tokio::time::timeout`).
+    ///
+    /// `fut` is taken pinned (`std::pin::pin!(f)`), not by value: an async fn that takes a
+    /// future by value stores it twice over (its argument and its local), and each caller
+    /// up the chain copies it again. A 2 KB backend call became 6 KB inside this timeout
+    /// that way, and was copied on every request.
+    pub fn timeout<F: Future + Unpin>(&self, limit: Duration, fut: F) -> Timeout<'_, F> {
+        self.timeout_at((tokio::time::Instant::now() + limit).into_std(), fut)
+    }
+
+    /// Runs `fut` until `deadline` at most (as `tokio::time::timeout_at`); `fut` is taken
+    /// pinned, as for [`SleepSlot::timeout`]. A future of its own rather than an `async fn`:
+    /// that would add a state machine around this one, and its timer would hold a clone of
+    /// the slot (two atomic operations) where a borrow does.
+    pub fn timeout_at<F: Future + Unpin>(&self, deadline: Instant, fut: F) -> Timeout<'_, F> {
+        Timeout {
+            fut,
+            sleep: SlotSleep::new(self, deadline),
+        }
+    }
+
+    /// The slot's timer, or `None` when another user has it.
+    fn take(&self) -> Option<Pin<Box<Sleep>>> {
+        self.0.lock().ok().and_then(|mut s| s.take())
+    }
+
+    /// Gives a timer back, unless the slot got another one meanwhile.
+    fn put(&self, sleep: Pin<Box<Sleep>>) {
+        if let Ok(mut slot) = self.0.lock() {
+            if slot.is_none() {
+                *slot = Some(sleep);
+            }
+        }
+    }
+}
+
+/// [`SleepSlot::timeout_at`]'s future.
+#[derive(Debug)]
+pub struct Timeout<'s, F> {
+    fut: F,
+    sleep: SlotSleep<&'s SleepSlot>,
+}
+
+impl<F: Future + Unpin> Future for Timeout<'_, F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(v) = Pin::new(&mut this.fut).poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        Pin::new(&mut this.sleep).poll(cx).map(|()| Err(Elapsed))
+    }
+}
+
+/// The deadline passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+/// A timer taken from a [`SleepSlot`] (owned, or borrowed by a [`Timeout`]); goes back to
+/// it when dropped.
+#[derive(Debug)]
+pub struct SlotSleep<S: Borrow<SleepSlot> = SleepSlot> {
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// This sleep's own deadline; the timer may be armed earlier than it.
+    deadline: tokio::time::Instant,
+    slot: S,
+}
+
+impl<S: Borrow<SleepSlot>> SlotSleep<S> {
+    fn new(slot: S, deadline: Instant) -> Self {
         let deadline = tokio::time::Instant::from_std(deadline);
-        let cached = self.0.lock().ok().and_then(|mut s| s.take());
-        let sleep = match cached {
+        let sleep = match slot.borrow().take() {
             Some(mut s) => {
                 // Armed for an earlier request's deadline (the common case), the timer is
                 // left alone and moved on only if it fires (`poll`): re-arming it on every
@@ -46,58 +120,12 @@ impl SleepSlot {
         SlotSleep {
             sleep: Some(sleep),
             deadline,
-            slot: self.clone(),
+            slot,
         }
     }
-
-    /// Runs `fut` for at most `limit` (as `tokio::time::timeout`).
-    ///
-    /// `fut` is taken pinned (`std::pin::pin!(f)`), not by value: an async fn that takes a
-    /// future by value stores it twice over (its argument and its local), and each caller
-    /// up the chain copies it again. A 2 KB backend call became 6 KB inside this timeout
-    /// that way, and was copied on every request.
-    pub async fn timeout<F: Future + Unpin>(
-        &self,
-        limit: Duration,
-        fut: F,
-    ) -> Result<F::Output, Elapsed> {
-        self.timeout_at((tokio::time::Instant::now() + limit).into_std(), fut)
-            .await
-    }
-
-    /// Runs `fut` until `deadline` at most (as `tokio::time::timeout_at`); `fut` is taken
-    /// pinned, as for [`SleepSlot::timeout`].
-    pub async fn timeout_at<F: Future + Unpin>(
-        &self,
-        deadline: Instant,
-        mut fut: F,
-    ) -> Result<F::Output, Elapsed> {
-        let sleep = self.sleep_until(deadline);
-        let mut sleep = std::pin::pin!(sleep);
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(v) = Pin::new(&mut fut).poll(cx) {
-                return Poll::Ready(Ok(v));
-            }
-            sleep.as_mut().poll(cx).map(|()| Err(Elapsed))
-        })
-        .await
-    }
 }
 
-/// The deadline passed first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Elapsed;
-
-/// A timer taken from a [`SleepSlot`]; goes back to it when dropped.
-#[derive(Debug)]
-pub struct SlotSleep {
-    sleep: Option<Pin<Box<Sleep>>>,
-    /// This sleep's own deadline; the timer may be armed earlier than it.
-    deadline: tokio::time::Instant,
-    slot: SleepSlot,
-}
-
-impl Future for SlotSleep {
+impl<S: Borrow<SleepSlot> + Unpin> Future for SlotSleep<S> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -116,12 +144,10 @@ impl Future for SlotSleep {
     }
 }
 
-impl Drop for SlotSleep {
+impl<S: Borrow<SleepSlot>> Drop for SlotSleep<S> {
     fn drop(&mut self) {
-        if let (Some(s), Ok(mut slot)) = (self.sleep.take(), self.slot.0.lock()) {
-            if slot.is_none() {
-                *slot = Some(s);
-            }
+        if let Some(s) = self.sleep.take() {
+            self.slot.borrow().put(s);
         }
     }
 }
