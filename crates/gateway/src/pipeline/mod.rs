@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use turnpike_model::rest::IntegrationType;
+use turnpike_model::rest::{AuthorizationType, IntegrationType};
 
 use crate::body::{Body, RequestBody};
 use crate::context::RequestContext;
@@ -167,10 +167,22 @@ pub async fn handle(
 }
 
 async fn run(gw: &Gateway, inv: &mut Invocation<'_>, body: RequestBody) -> Response<Body> {
-    // Steps 4-6: resource policy, authorization, API key, throttling, quota.
-    let body = match access_control(gw, inv, body).await {
-        Ok(body) => body,
-        Err(e) => return render_error(inv, &e),
+    // Steps 4-6: resource policy, authorization, API key, throttling, quota. An open method
+    // (no authorizer, policy or key) only has its throttle checked, without entering
+    // `access_control`'s state machine.
+    let open = inv.method.model.authorization_type == AuthorizationType::None
+        && inv.api.policy.is_none()
+        && !inv.method.model.api_key_required;
+    let body = if open {
+        match throttle::check(gw, inv, None) {
+            Ok(()) => body,
+            Err(e) => return render_error(inv, &e),
+        }
+    } else {
+        match access_control(gw, inv, body).await {
+            Ok(body) => body,
+            Err(e) => return render_error(inv, &e),
+        }
     };
     // HTTP_PROXY is the hot path and runs inline; the other arms are boxed so that the
     // per-request future hyper stores (and moves) stays small. Each arm returns its response
@@ -215,7 +227,6 @@ async fn access_control(
     inv: &mut Invocation<'_>,
     body: RequestBody,
 ) -> Result<RequestBody, GatewayError> {
-    use turnpike_model::rest::AuthorizationType;
     let kind = inv.method.model.authorization_type;
     let (body, buffered) = if kind == AuthorizationType::AwsIam {
         let b = read_body(body, gw.limits.max_payload_bytes).await?;
