@@ -72,7 +72,7 @@ pub async fn identify(
     if !key.enabled {
         return Err(forbidden().with_detail(format!("API key {} is disabled", key.id)));
     }
-    let runtime = gw.runtime();
+    let runtime = inv.runtime;
     // The first of the project's plans that holds the key and covers this stage.
     let Some((plan, bucket)) = runtime.access.plans.iter().find_map(|p| {
         let (_, bucket) = known.buckets.iter().find(|(name, _)| *name == p.name)?;

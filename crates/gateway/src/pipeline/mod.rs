@@ -53,6 +53,9 @@ pub struct Invocation<'c> {
     pub client: &'c Client,
     /// Headers the request is known to lack.
     pub hints: HeaderHints,
+    /// The deployment snapshot the request was routed in; every step reads this one, even if
+    /// a reload swaps in another meanwhile (and loading the current one costs atomics).
+    pub runtime: &'c Runtime,
 }
 
 impl Invocation<'_> {
@@ -239,7 +242,7 @@ async fn access_control(
     let auth = if kind == AuthorizationType::None && inv.api.policy.is_none() {
         None
     } else {
-        let region = gw.runtime().region.clone();
+        let region = inv.runtime.region.clone();
         Box::pin(authorizer::authorize(gw, inv, &region, buffered.as_ref())).await?
     };
     let key = if inv.method.model.api_key_required {

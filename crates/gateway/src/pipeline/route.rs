@@ -171,7 +171,7 @@ fn decode_component(s: &str) -> String {
 /// Matches `req` to its API, stage, resource and method. `ctx` is the request's
 /// [`initial_context`], whose host it reads.
 pub fn route<'c>(
-    runtime: &Runtime,
+    runtime: &'c Runtime,
     req: Request<RequestBody>,
     ctx: &'c mut RequestContext,
     client: &'c crate::pipeline::Client,
@@ -304,6 +304,7 @@ pub fn route<'c>(
         ctx,
         client,
         hints,
+        runtime,
     };
     Ok((inv, body))
 }

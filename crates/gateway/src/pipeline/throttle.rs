@@ -16,7 +16,7 @@ pub fn throttled() -> GatewayError {
 }
 
 pub fn check(gw: &Gateway, inv: &Invocation<'_>, key: Option<&KeyUse>) -> Result<(), GatewayError> {
-    let runtime = gw.runtime();
+    let runtime = inv.runtime;
     let access = gw.access();
     let limiter = &access.limiter;
     if let Some(k) = key {

@@ -239,7 +239,7 @@ pub async fn authorize(
     let result = match kind {
         AuthorizationType::None => None,
         AuthorizationType::AwsIam => {
-            let runtime = gw.runtime();
+            let runtime = inv.runtime;
             let now = crate::context::now_epoch_ms() / 1000;
             let raw_path = inv.parts.uri.path().to_string();
             let req = sigv4::SignedRequest {
