@@ -163,6 +163,23 @@ pub fn special(name: &[u8]) -> Option<Special> {
     }
 }
 
+/// [`special`] for a `HeaderName`: the standard names compare as enum values, cheaper than
+/// their bytes.
+pub fn special_name(name: &HeaderName) -> Option<Special> {
+    use http::header;
+    if name == header::CONTENT_LENGTH {
+        Some(Special::ContentLength)
+    } else if name == header::TRANSFER_ENCODING {
+        Some(Special::TransferEncoding)
+    } else if name == header::CONNECTION {
+        Some(Special::Connection)
+    } else if name == header::DATE {
+        Some(Special::Date)
+    } else {
+        None
+    }
+}
+
 /// Calls `f` with every header of `map`, by value, in order (a map's own iterator gives a
 /// name only with the first of its values).
 pub fn for_each_owned(map: HeaderMap, mut f: impl FnMut(HeaderName, http::HeaderValue)) {
@@ -231,6 +248,18 @@ mod tests {
         assert_eq!(special(b"Date"), Some(Special::Date));
         assert_eq!(special(b"Content-Type"), None);
         assert_eq!(special(b"Dates"), None);
+        // The `HeaderName` form agrees with the bytes form.
+        for name in [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "date",
+            "content-type",
+            "x-date",
+        ] {
+            let parsed = HeaderName::from_static(name);
+            assert_eq!(special_name(&parsed), special(name.as_bytes()), "{name}");
+        }
     }
 
     #[test]

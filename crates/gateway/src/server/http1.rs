@@ -30,7 +30,9 @@ use tokio::net::TcpStream;
 
 use super::{hand_off, Connection, Rewind};
 use crate::body::{Body, RequestBody};
-use crate::headers::{has_token, parse_decimal, special, tokens, HeaderHints, Hinted, Special};
+use crate::headers::{
+    has_token, parse_decimal, special, special_name, token_is, tokens, HeaderHints, Hinted, Special,
+};
 use crate::pipeline::{self, ClosingHeaders};
 use crate::timer::SleepSlot;
 use crate::upstream::LineName;
@@ -310,8 +312,9 @@ enum Role {
 }
 
 fn header_role(name: &[u8]) -> Role {
-    // By length first: most names are none of these and cost one compare.
-    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    // By length first: most names are none of these and cost one compare. Names come from
+    // httparse: tokens, for which `token_is` is exact.
+    let is = |n: &[u8]| token_is(name, n);
     match name.len() {
         14 if is(b"content-length") => Role::ContentLength,
         14 if is(b"http2-settings") => Role::NotOurs,
@@ -631,23 +634,6 @@ fn upstream_head(body: &Body) -> Option<&crate::upstream::ResponseHead> {
     match body {
         Body::Upstream(b) => b.head(),
         _ => None,
-    }
-}
-
-/// [`special`] for a `HeaderName`: the standard names compare as enum values, cheaper than
-/// their bytes.
-fn special_name(name: &HeaderName) -> Option<Special> {
-    use http::header;
-    if name == header::CONTENT_LENGTH {
-        Some(Special::ContentLength)
-    } else if name == header::TRANSFER_ENCODING {
-        Some(Special::TransferEncoding)
-    } else if name == header::CONNECTION {
-        Some(Special::Connection)
-    } else if name == header::DATE {
-        Some(Special::Date)
-    } else {
-        None
     }
 }
 

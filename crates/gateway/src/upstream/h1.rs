@@ -379,7 +379,10 @@ fn encode_head(
     let mut had_length = false;
     let mut had_host = false;
     headers.for_each(&mut |name, value| {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+        if matches!(
+            crate::headers::special_name(name),
+            Some(Special::ContentLength | Special::TransferEncoding)
+        ) {
             had_length = true;
             return;
         }
