@@ -56,6 +56,9 @@ pub struct Invocation<'c> {
     /// The deployment snapshot the request was routed in; every step reads this one, even if
     /// a reload swaps in another meanwhile (and loading the current one costs atomics).
     pub runtime: &'c Runtime,
+    /// When the request arrived: the steps that need "now" at microsecond precision (token
+    /// buckets) use this one clock read.
+    pub started: Instant,
 }
 
 impl Invocation<'_> {
@@ -133,7 +136,7 @@ pub async fn handle(
         }
     }
     let mut ctx = route::initial_context(&runtime, &req, client, hints);
-    let routed = route::route(&runtime, req, &mut ctx, client, &gw.limits, hints);
+    let routed = route::route(&runtime, req, &mut ctx, client, &gw.limits, hints, started);
     // Each arm builds the result in place: gathering the parts in a tuple first cost two more
     // copies of the response.
     match routed {

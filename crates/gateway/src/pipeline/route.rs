@@ -177,6 +177,7 @@ pub fn route<'c>(
     client: &'c crate::pipeline::Client,
     limits: &Limits,
     hints: HeaderHints,
+    started: std::time::Instant,
 ) -> Result<(Invocation<'c>, RequestBody), Box<Early>> {
     let early = |response| {
         Box::new(Early {
@@ -305,6 +306,7 @@ pub fn route<'c>(
         client,
         hints,
         runtime,
+        started,
     };
     Ok((inv, body))
 }

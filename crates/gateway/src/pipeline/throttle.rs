@@ -36,7 +36,7 @@ pub fn check(gw: &Gateway, inv: &Invocation<'_>, key: Option<&KeyUse>) -> Result
             (None, None) => None,
         };
         if let Some((scope, l)) = scoped {
-            if !limiter.try_acquire(&scope, l) {
+            if !limiter.try_acquire(&scope, l, inv.started) {
                 return Err(throttled().with_detail(format!("usage plan {} throttle", k.plan.name)));
             }
         }
@@ -51,11 +51,11 @@ pub fn check(gw: &Gateway, inv: &Invocation<'_>, key: Option<&KeyUse>) -> Result
             rate: t.rate.unwrap_or(runtime.access.account.rate),
             burst: t.burst.unwrap_or(runtime.access.account.burst),
         };
-        if !limiter.try_acquire(&t.bucket, l) {
+        if !limiter.try_acquire(&t.bucket, l, inv.started) {
             return Err(throttled().with_detail("stage/method throttle"));
         }
     }
-    if !limiter.try_acquire("account", runtime.access.account) {
+    if !limiter.try_acquire_account(runtime.access.account, inv.started) {
         return Err(throttled().with_detail("account throttle"));
     }
     Ok(())

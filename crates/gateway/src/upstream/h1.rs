@@ -100,6 +100,7 @@ impl Pool {
         body: Option<Bytes>,
         authority: &Authority,
         rewrite: Option<HeaderRewrite>,
+        now: Instant,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         let body_len = body.as_ref().map_or(0, Bytes::len);
         let coalesce = body_len <= COALESCE_BODY;
@@ -110,7 +111,7 @@ impl Pool {
         let idempotent = is_idempotent(method);
         let head_only = method == Method::HEAD;
         loop {
-            let (mut conn, reused) = match self.checkout(authority.as_str()) {
+            let (mut conn, reused) = match self.checkout(authority.as_str(), now) {
                 Some(c) => (c, true),
                 // Boxed: the connect future (address lookup included) is large, and would
                 // otherwise size every request's future for a step most requests skip.
@@ -162,14 +163,16 @@ impl Pool {
         }
     }
 
-    /// An idle connection that is still open, dropping stale ones on the way.
-    fn checkout(&self, authority: &str) -> Option<Box<Conn>> {
+    /// An idle connection that is still open and not idle too long at `now` (the request's
+    /// clock reading: a connection returned since then counts as idle for no time), dropping
+    /// stale ones on the way.
+    fn checkout(&self, authority: &str, now: Instant) -> Option<Box<Conn>> {
         loop {
             let mut conn = {
                 let mut map = self.idle.lock().ok()?;
                 map.get_mut(authority)?.pop()?
             };
-            if conn.since.elapsed() <= IDLE_TIMEOUT && conn.still_open() {
+            if now.saturating_duration_since(conn.since) <= IDLE_TIMEOUT && conn.still_open() {
                 return Some(conn);
             }
         }
@@ -1159,6 +1162,7 @@ mod tests {
                 Some(body),
                 &authority,
                 None,
+                Instant::now(),
             ),
         )
         .await

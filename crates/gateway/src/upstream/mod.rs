@@ -218,8 +218,15 @@ impl Upstream {
         let (parts, body) = req.into_parts();
         match Target::of(&parts.uri) {
             Some(target) => {
-                self.send(parts.method, target, &parts.headers, body, None)
-                    .await
+                self.send(
+                    parts.method,
+                    target,
+                    &parts.headers,
+                    body,
+                    None,
+                    std::time::Instant::now(),
+                )
+                .await
             }
             // Relative: hyper's client has the error for it.
             None => {
@@ -247,11 +254,13 @@ impl Upstream {
         headers: &'a (dyn HeaderSource + Sync),
         body: Body,
         rewrite: HeaderRewrite,
+        now: std::time::Instant,
     ) -> impl std::future::Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + 'a {
-        self.send(method, target, headers, body, Some(rewrite))
+        self.send(method, target, headers, body, Some(rewrite), now)
     }
 
-    /// Plain HTTP with a buffered body goes to [`h1`]; the rest to hyper's client.
+    /// Plain HTTP with a buffered body goes to [`h1`]; the rest to hyper's client. `now` is
+    /// the caller's clock reading, which ages pooled connections.
     async fn send(
         &self,
         method: http::Method,
@@ -259,6 +268,7 @@ impl Upstream {
         headers: &(dyn HeaderSource + Sync),
         body: Body,
         rewrite: Option<HeaderRewrite>,
+        now: std::time::Instant,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         if *target.scheme == Scheme::HTTP {
             if let Body::Full(full) = &body {
@@ -271,6 +281,7 @@ impl Upstream {
                         full.clone(),
                         target.authority,
                         rewrite,
+                        now,
                     )
                     .await?;
                 return Ok(resp.map(UpstreamBody::H1));

@@ -520,7 +520,8 @@ pub async fn proxy(
             target,
             &headers,
             body,
-            remap_response_header
+            remap_response_header,
+            started
         ));
         // From `started`, which the latency is measured from too (one clock read).
         inv.client
