@@ -134,6 +134,28 @@ pub struct IntegrationRuntime {
     pub responses: Vec<IntegrationResponseRuntime>,
 }
 
+impl IntegrationRuntime {
+    /// The method path parameter whose value path variable `name` takes, when every
+    /// request parameter maps a method path parameter into the path (the `{proxy+}` shape):
+    /// then no mapping step is needed. `None` otherwise, or when nothing maps `name`.
+    pub fn direct_path_source(&self, name: &str) -> Option<&str> {
+        self.request_parameters
+            .iter()
+            .find(|(_, n, _)| n == name)
+            .and_then(|(_, _, src)| match src {
+                Source::MethodPath(from) => Some(from.as_str()),
+                _ => None,
+            })
+    }
+
+    /// Whether every request parameter maps a method path parameter into the path.
+    pub fn maps_path_only(&self) -> bool {
+        self.request_parameters
+            .iter()
+            .all(|(t, _, src)| *t == RequestTarget::Path && matches!(src, Source::MethodPath(_)))
+    }
+}
+
 #[derive(Debug)]
 pub struct IntegrationResponseRuntime {
     pub status: u16,
@@ -297,12 +319,30 @@ impl UriTemplate {
         path_vars: &[(String, String)],
         stage_vars: &serde_json::Map<String, serde_json::Value>,
     ) -> String {
+        self.render_with(
+            |n| {
+                path_vars
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.as_str())
+            },
+            stage_vars,
+        )
+    }
+
+    /// [`UriTemplate::render`] with the path variables looked up by `path_var` (`None`: the
+    /// variable renders empty).
+    pub fn render_with<'v>(
+        &self,
+        path_var: impl Fn(&str) -> Option<&'v str>,
+        stage_vars: &serde_json::Map<String, serde_json::Value>,
+    ) -> String {
         let mut out = String::with_capacity(self.literal_len + 64);
         for p in &self.parts {
             match p {
                 UriPart::Literal(s) => out.push_str(s),
                 UriPart::PathVar(n) => {
-                    if let Some((_, v)) = path_vars.iter().find(|(k, _)| k == n) {
+                    if let Some(v) = path_var(n) {
                         out.push_str(v);
                     }
                 }
@@ -713,5 +753,47 @@ mod tests {
         assert!(UriTemplate::parse("http://h").static_origin.is_none());
         assert!(UriTemplate::parse("http://:80/x").static_origin.is_none());
         assert!(UriTemplate::parse("ftp://h/x").static_origin.is_none());
+    }
+
+    /// Path-only mappings are looked up in place by the HTTP_PROXY path: the lookup must
+    /// name the same method parameter the mapping step would copy.
+    #[test]
+    fn direct_path_sources() {
+        use crate::mapping::{parse_request_target, parse_source};
+        let integration = |params: &[(&str, &str)]| IntegrationRuntime {
+            kind: IntegrationType::HttpProxy,
+            http_method: None,
+            uri: None,
+            lambda_function: None,
+            request_parameters: params
+                .iter()
+                .map(|(k, v)| {
+                    let (t, name) = parse_request_target(k).expect("target");
+                    (t, name, parse_source(v).expect("source"))
+                })
+                .collect(),
+            request_templates: Vec::new(),
+            passthrough: PassthroughBehavior::WhenNoMatch,
+            content_handling: None,
+            timeout: Duration::from_secs(29),
+            responses: Vec::new(),
+        };
+        let renamed = integration(&[
+            ("integration.request.path.p", "method.request.path.proxy"),
+            ("integration.request.path.id", "method.request.path.id"),
+        ]);
+        assert!(renamed.maps_path_only());
+        assert_eq!(renamed.direct_path_source("p"), Some("proxy"));
+        assert_eq!(renamed.direct_path_source("id"), Some("id"));
+        assert_eq!(renamed.direct_path_source("proxy"), None, "not mapped");
+        assert!(integration(&[]).maps_path_only());
+        for other in [
+            ("integration.request.path.p", "'literal'"),
+            ("integration.request.path.p", "method.request.querystring.q"),
+            ("integration.request.querystring.q", "method.request.path.proxy"),
+            ("integration.request.header.h", "method.request.path.proxy"),
+        ] {
+            assert!(!integration(&[other]).maps_path_only(), "{other:?}");
+        }
     }
 }

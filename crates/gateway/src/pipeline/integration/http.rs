@@ -249,17 +249,18 @@ fn plain_request_target(target: &str) -> bool {
         })
 }
 
-/// Builds the backend URL: URI template + path mappings, then `raw_query` (proxy only) and
-/// the mapped query parameters.
-fn backend_url<'t>(
+/// Builds the backend URL: URI template + path variables (`path_var`), then `raw_query`
+/// (proxy only) and the mapped query parameters.
+fn backend_url<'t, 'v>(
     inv: &'t Invocation<'_>,
-    mapped: &IntegrationRequest,
+    path_var: impl Fn(&str) -> Option<&'v str>,
+    mapped_query: &[(String, String)],
     raw_query: Option<&str>,
 ) -> Result<BackendUrl<'t>, GatewayError> {
     let Some(template) = &inv.method.integration.uri else {
         return Err(GatewayError::configuration("integration has no uri"));
     };
-    let mut url = template.render(&mapped.path, &inv.stage.variables);
+    let mut url = template.render_with(path_var, &inv.stage.variables);
     let mut first = !url.contains('?');
     let mut push = |url: &mut String, piece: &str| {
         url.push(if first { '?' } else { '&' });
@@ -269,7 +270,7 @@ fn backend_url<'t>(
     if let Some(q) = raw_query.filter(|q| !q.is_empty()) {
         push(&mut url, q);
     }
-    for (k, v) in &mapped.query {
+    for (k, v) in mapped_query {
         let piece = format!("{}={}", encode(k), encode(v));
         push(&mut url, &piece);
     }
@@ -289,6 +290,17 @@ fn backend_url<'t>(
         return Err(invalid_endpoint(&url));
     }
     Ok(BackendUrl::Parsed(uri))
+}
+
+/// Path variables from the mapping step's output.
+fn mapped_path<'m>(mapped: &'m IntegrationRequest) -> impl Fn(&str) -> Option<&'m str> {
+    move |n: &str| {
+        mapped
+            .path
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 fn outgoing_method(inv: &Invocation<'_>) -> http::Method {
@@ -406,15 +418,15 @@ struct ProxyHeaders<'a> {
 impl<'a> ProxyHeaders<'a> {
     fn new(
         inv: &'a Invocation<'_>,
-        mapped: &IntegrationRequest,
+        mapped_headers: &[(String, String)],
         len: Option<usize>,
     ) -> Result<Self, GatewayError> {
         let mut h = ProxyHeaders {
             client: &inv.parts.headers,
-            set: Vec::with_capacity(mapped.headers.len() + 5),
-            mapped: !mapped.headers.is_empty(),
+            set: Vec::with_capacity(mapped_headers.len() + 5),
+            mapped: !mapped_headers.is_empty(),
         };
-        for (k, v) in &mapped.headers {
+        for (k, v) in mapped_headers {
             let name = header_name(k)?;
             let value = header_value(v)?;
             // Mapping may not bring back what AWS drops.
@@ -494,8 +506,37 @@ pub async fn proxy(
     body: crate::body::RequestBody,
 ) -> Result<Response<Body>, GatewayError> {
     inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
-    let mapped = integration_request::map_parameters(inv, &[])?;
-    let url = backend_url(inv, &mapped, inv.parts.uri.query())?;
+    // Path-only mappings (the `{proxy+}` shape) are looked up in place: the mapping step
+    // would copy every name and value for the URL to copy them again.
+    let integration = &inv.method.integration;
+    let path_only = integration.maps_path_only();
+    let mapped = if path_only {
+        IntegrationRequest::default()
+    } else {
+        integration_request::map_parameters(inv, &[])?
+    };
+    let url = if path_only {
+        let params = &inv.path_params;
+        backend_url(
+            inv,
+            |n| {
+                let from = integration.direct_path_source(n)?;
+                params
+                    .iter()
+                    .find(|(k, _)| k == from)
+                    .map(|(_, v)| v.as_str())
+            },
+            &[],
+            inv.parts.uri.query(),
+        )?
+    } else {
+        backend_url(
+            inv,
+            mapped_path(&mapped),
+            &mapped.query,
+            inv.parts.uri.query(),
+        )?
+    };
     let limit = gw.limits.max_payload_bytes;
     let body = match body {
         RequestBody::Streaming(incoming) => small_or_stream(incoming, limit).await?,
@@ -514,7 +555,7 @@ pub async fn proxy(
         let target = url
             .target()
             .ok_or_else(|| GatewayError::internal("the backend URL has no origin"))?;
-        let headers = ProxyHeaders::new(inv, &mapped, len)?;
+        let headers = ProxyHeaders::new(inv, &mapped.headers, len)?;
         let call = std::pin::pin!(gw.upstream.proxy(
             method,
             target,
@@ -546,7 +587,13 @@ pub async fn invoke(
 ) -> Result<Response<Body>, GatewayError> {
     inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
     let mapped = integration_request::prepare(inv, body)?;
-    let uri = backend_url(inv, &mapped, None)?.into_uri()?;
+    let uri = backend_url(
+        inv,
+        mapped_path(&mapped),
+        &mapped.query,
+        None,
+    )?
+    .into_uri()?;
     let mut headers = HeaderMap::new();
     headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
     headers.insert(header::USER_AGENT, default_user_agent(inv));
