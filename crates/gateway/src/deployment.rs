@@ -790,7 +790,10 @@ mod tests {
         for other in [
             ("integration.request.path.p", "'literal'"),
             ("integration.request.path.p", "method.request.querystring.q"),
-            ("integration.request.querystring.q", "method.request.path.proxy"),
+            (
+                "integration.request.querystring.q",
+                "method.request.path.proxy",
+            ),
             ("integration.request.header.h", "method.request.path.proxy"),
         ] {
             assert!(!integration(&[other]).maps_path_only(), "{other:?}");

@@ -269,9 +269,7 @@ mod tests {
             .map(|_| {
                 let l = l.clone();
                 std::thread::spawn(move || {
-                    (0..500)
-                        .filter(|_| l.try_acquire_account(lim, now))
-                        .count()
+                    (0..500).filter(|_| l.try_acquire_account(lim, now)).count()
                 })
             })
             .collect::<Vec<_>>()

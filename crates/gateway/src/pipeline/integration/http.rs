@@ -587,13 +587,7 @@ pub async fn invoke(
 ) -> Result<Response<Body>, GatewayError> {
     inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
     let mapped = integration_request::prepare(inv, body)?;
-    let uri = backend_url(
-        inv,
-        mapped_path(&mapped),
-        &mapped.query,
-        None,
-    )?
-    .into_uri()?;
+    let uri = backend_url(inv, mapped_path(&mapped), &mapped.query, None)?.into_uri()?;
     let mut headers = HeaderMap::new();
     headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
     headers.insert(header::USER_AGENT, default_user_agent(inv));
