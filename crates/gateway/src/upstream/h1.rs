@@ -95,13 +95,13 @@ impl Pool {
     pub(super) async fn request(
         self: &Arc<Self>,
         method: &Method,
-        path_and_query: &str,
+        target: super::Target<'_>,
         headers: &(dyn HeaderSource + Sync),
         body: Option<Bytes>,
-        authority: &Authority,
         rewrite: Option<HeaderRewrite>,
         now: Instant,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
+        let (path_and_query, authority) = (target.path_and_query, target.authority);
         let body_len = body.as_ref().map_or(0, Bytes::len);
         let coalesce = body_len <= COALESCE_BODY;
         let (head_body, tail) = match body {
@@ -1157,10 +1157,13 @@ mod tests {
             std::time::Duration::from_secs(10),
             pool.request(
                 &Method::POST,
-                "/upload",
+                super::super::Target {
+                    scheme: &http::uri::Scheme::HTTP,
+                    authority: &authority,
+                    path_and_query: "/upload",
+                },
                 &headers,
                 Some(body),
-                &authority,
                 None,
                 Instant::now(),
             ),

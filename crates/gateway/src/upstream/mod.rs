@@ -274,15 +274,7 @@ impl Upstream {
             if let Body::Full(full) = &body {
                 let resp = self
                     .h1
-                    .request(
-                        &method,
-                        target.path_and_query,
-                        headers,
-                        full.clone(),
-                        target.authority,
-                        rewrite,
-                        now,
-                    )
+                    .request(&method, target, headers, full.clone(), rewrite, now)
                     .await?;
                 return Ok(resp.map(UpstreamBody::H1));
             }
