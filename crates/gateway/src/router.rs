@@ -128,46 +128,43 @@ impl Router {
     pub fn find(&self, path: &str, accepts: impl Fn(usize) -> bool) -> Option<RouteMatch> {
         // Leading repeated slashes collapse and trailing slashes are ignored (observed).
         let trimmed = path.trim_start_matches('/').trim_end_matches('/');
-        let mut segs: Vec<(usize, &str)> = Vec::new();
-        if !trimmed.is_empty() {
-            let base = trimmed.as_ptr() as usize;
-            for s in trimmed.split('/') {
-                segs.push((s.as_ptr() as usize - base, s));
-            }
-        }
         let mut params = Vec::new();
-        let resource = walk(&self.root, trimmed, &segs, 0, &mut params, &accepts)?;
+        let rest = (!trimmed.is_empty()).then_some(trimmed);
+        let resource = walk(&self.root, rest, &mut params, &accepts)?;
         Some(RouteMatch { resource, params })
     }
 }
 
+/// Matches `rest`, the path from the current segment on (`None` past the last one), below
+/// `node`. Segments are split off as the walk goes: a list of them cost an allocation.
 fn walk(
     node: &Node,
-    full: &str,
-    segs: &[(usize, &str)],
-    i: usize,
+    rest: Option<&str>,
     params: &mut Vec<(String, String)>,
     accepts: &impl Fn(usize) -> bool,
 ) -> Option<usize> {
-    let Some(&(offset, seg)) = segs.get(i) else {
+    let Some(rest) = rest else {
         return node.resource.filter(|r| accepts(*r));
     };
+    let (seg, next) = match rest.split_once('/') {
+        Some((seg, next)) => (seg, Some(next)),
+        None => (rest, None),
+    };
     if let Some(child) = node.literals.get(seg) {
-        if let Some(found) = walk(child, full, segs, i + 1, params, accepts) {
+        if let Some(found) = walk(child, next, params, accepts) {
             return Some(found);
         }
     }
     if let Some((name, child)) = &node.param {
         if !seg.is_empty() {
             params.push((name.clone(), seg.to_string()));
-            if let Some(found) = walk(child, full, segs, i + 1, params, accepts) {
+            if let Some(found) = walk(child, next, params, accepts) {
                 return Some(found);
             }
             params.pop();
         }
     }
     if let Some((name, resource)) = &node.greedy {
-        let rest = &full[offset..];
         if !rest.is_empty() && accepts(*resource) {
             params.push((name.clone(), rest.to_string()));
             return Some(*resource);
