@@ -16,6 +16,9 @@ also on an error or Ctrl-C):
   turnpike-jemalloc  (JEMALLOC=1) the same binary and 1 worker, with
                LD_PRELOAD=libjemalloc.so.2: what a faster allocator buys   :18285
   nginx2       (AA_CONTROL=1) a 2nd identical nginx: the noise bar    :18282
+  nginx-aws    (NGINX_AWS=1) nginx adding the headers API Gateway adds, so that
+               it puts Turnpike's bytes on the wire (a diagnostic of what the
+               larger heads cost wrk and the upstream)               :18287
   direct       wrk straight to the upstream: the physical limit
 
 Load: `wrk -t1 -cN -dDs --latency`, GET /hello (Turnpike: /bench/hello, stage
@@ -34,6 +37,7 @@ Environment (all optional):
   REPS, DURATION, CONNS, TARGETS   defaults for --reps/--duration/--conns/--targets
   T2=0               leave out turnpike-t2
   AA_CONTROL=1       add nginx2 (A/A control: two identical nginx; their gap is noise)
+  NGINX_AWS=1        add nginx-aws (bench/conf/nginx-proxy-aws.conf)
   JEMALLOC=1         add turnpike-jemalloc (needs libjemalloc2)
   BASE_BIN=path      add turnpike-base: the same setup with another turnpike binary (A/B of
                      two builds in one run; the binary is copied into the run dir first)
@@ -51,7 +55,7 @@ Environment (all optional):
                      nginx under c64 load (PROFILE_SECONDS, default 5) into the results dir
   PERF_ARGS          extra `perf record` args (e.g. "--call-graph dwarf")
   BENCH_PATH         request path (default /hello)
-  UPSTREAM_PORT, NGINX_PORT, NGINX2_PORT, TURNPIKE_PORT, TURNPIKE_T2_PORT
+  UPSTREAM_PORT, NGINX_PORT, NGINX2_PORT, NGINX_AWS_PORT, TURNPIKE_PORT, TURNPIKE_T2_PORT
   ACCOUNT_THROTTLE   account throttle written into the generated project file (default 1e9:
                      AWS's default 10,000 rps would answer 429 to the load)
   RESULTS_DIR        default bench/results/<UTC stamp>/ (bench/results/latest links to it)
@@ -80,6 +84,7 @@ PORTS = {
     "turnpike-t2": int(os.environ.get("TURNPIKE_T2_PORT", 18284)),
     "turnpike-jemalloc": int(os.environ.get("TURNPIKE_JE_PORT", 18285)),
     "turnpike-base": int(os.environ.get("TURNPIKE_BASE_PORT", 18286)),
+    "nginx-aws": int(os.environ.get("NGINX_AWS_PORT", 18287)),
 }
 JEMALLOC = os.environ.get("JEMALLOC_SO", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
 PATH = os.environ.get("BENCH_PATH", "/hello")
@@ -225,6 +230,10 @@ def make_server(t, run, binary):
                 text = f.read().replace("nginx-proxy.", "nginx2-proxy.").replace(f"{run}/px-", f"{run}/px2-")
             with open(conf, "w") as f:
                 f.write(text)
+        return B.Server(t, ["nginx", "-p", run, "-c", conf], cpus=PROXY_CPU)
+    if t == "nginx-aws":
+        conf = render(os.path.join(BENCH, "conf/nginx-proxy-aws.conf"), os.path.join(run, "nginx-aws-proxy.conf"),
+                      RUN=run, PORT=PORTS[t], UPSTREAM=up)
         return B.Server(t, ["nginx", "-p", run, "-c", conf], cpus=PROXY_CPU)
     if t.startswith("turnpike"):
         project = write_turnpike_project(os.path.join(run, t), up)
@@ -408,6 +417,8 @@ def main():
     targets = [t for t in a.targets.split(",") if t]
     if os.environ.get("AA_CONTROL") == "1" and "nginx2" not in targets:
         targets.insert(targets.index("nginx") + 1 if "nginx" in targets else len(targets), "nginx2")
+    if os.environ.get("NGINX_AWS") == "1" and "nginx-aws" not in targets:
+        targets.append("nginx-aws")
     if os.environ.get("JEMALLOC") == "1" and "turnpike-jemalloc" not in targets:
         targets.append("turnpike-jemalloc")
     if os.environ.get("BASE_BIN") and "turnpike-base" not in targets:
@@ -573,7 +584,8 @@ def bootstrap_ci(ratios, level=0.90, rounds=4000):
 def goal_rows(runs, summary, targets, conns):
     """Turnpike vs nginx: rps ratio (medians, and per-rep paired range), p99 difference."""
     rows = []
-    for t in [x for x in targets if x.startswith("turnpike")] + (["nginx2"] if "nginx2" in targets else []):
+    controls = [x for x in ("nginx2", "nginx-aws") if x in targets]
+    for t in [x for x in targets if x.startswith("turnpike")] + controls:
         if "nginx" not in targets:
             break
         for c in conns:
@@ -678,6 +690,8 @@ def report(out):
                                                               ("p99", g["meets_p99_goal"])) if not ok) + ")")
             if g["target"] == "nginx2":
                 verdict = "A/A control (noise)"
+            elif g["target"] == "nginx-aws":
+                verdict = "diagnostic: nginx with Turnpike's heads"
             lines.append(
                 f"| {g['target']} | {g['conns']} | **{g['rps_ratio']:.2f}x** | "
                 f"{'-' if not rng else f'{rng[0]:.2f}-{rng[1]:.2f}'} | "
