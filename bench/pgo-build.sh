@@ -23,6 +23,8 @@
 # and BOLT rewrites the binary by that profile (hot blocks and functions together, cold code
 # split off), so that the request path touches fewer instruction cache lines. The last line
 # printed is then the path of that binary (`turnpike-bolt` next to the PGO one).
+# BOLT_FROM=<binary> skips both cargo builds and lays out that binary (a PGO build made earlier
+# with BOLT=1, which kept its relocations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -45,10 +47,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
-
-echo "== instrumented build ($GEN_TARGET)" >&2
-RUSTFLAGS="-Cprofile-generate=$WORK/profiles ${PGO_RUSTFLAGS:-}" \
-  cargo build --release -p turnpike --target-dir "$GEN_TARGET" >&2
 
 echo "== training workload" >&2
 sed -e "s#@RUN@#$WORK#g" -e "s#@PORT@#$UP_PORT#g" bench/conf/nginx-upstream.conf > "$WORK/nginx-upstream.conf"
@@ -99,24 +97,35 @@ train() {
   kill -INT "$tp"
   wait "$tp" 2>/dev/null || true
 }
-train "$GEN_TARGET/release/turnpike"
-"$PROFDATA" merge -o "$WORK/merged.profdata" "$WORK/profiles"
+if [ -z "${BOLT_FROM:-}" ]; then
+  echo "== instrumented build ($GEN_TARGET)" >&2
+  RUSTFLAGS="-Cprofile-generate=$WORK/profiles ${PGO_RUSTFLAGS:-}" \
+    cargo build --release -p turnpike --target-dir "$GEN_TARGET" >&2
+  train "$GEN_TARGET/release/turnpike"
+  "$PROFDATA" merge -o "$WORK/merged.profdata" "$WORK/profiles"
 
-echo "== PGO build ($USE_TARGET)" >&2
-# BOLT moves functions only in a binary that kept its relocations.
-RELOCS=""
-[ "${BOLT:-0}" = 1 ] && RELOCS="-Clink-arg=-Wl,--emit-relocs"
-RUSTFLAGS="-Cprofile-use=$WORK/merged.profdata $RELOCS ${PGO_RUSTFLAGS:-}" \
-  cargo build --release -p turnpike --target-dir "$USE_TARGET" >&2
-PGO_BIN="$USE_TARGET/release/turnpike"
-if [ "${BOLT:-0}" != 1 ]; then
-  echo "$PGO_BIN"
-  exit 0
+  echo "== PGO build ($USE_TARGET)" >&2
+  # BOLT moves functions only in a binary that kept its relocations.
+  RELOCS=""
+  [ "${BOLT:-0}" = 1 ] && RELOCS="-Clink-arg=-Wl,--emit-relocs"
+  RUSTFLAGS="-Cprofile-use=$WORK/merged.profdata $RELOCS ${PGO_RUSTFLAGS:-}" \
+    cargo build --release -p turnpike --target-dir "$USE_TARGET" >&2
+  PGO_BIN="$USE_TARGET/release/turnpike"
+  if [ "${BOLT:-0}" != 1 ]; then
+    echo "$PGO_BIN"
+    exit 0
+  fi
+else
+  PGO_BIN=$BOLT_FROM
+  mkdir -p "$USE_TARGET/release"
 fi
 
 echo "== BOLT: instrumented run" >&2
 BOLT_TOOL=${LLVM_BOLT:-$(command -v llvm-bolt-19 || command -v llvm-bolt || true)}
 [ -n "$BOLT_TOOL" ] || { echo "needs llvm-bolt: apt-get install bolt-19" >&2; exit 1; }
+# Run from its real path: it looks for its instrumentation runtime in ../lib from there
+# (Debian's /usr/bin/llvm-bolt-19 is a link into /usr/lib/llvm-19/bin).
+BOLT_TOOL=$(readlink -f "$BOLT_TOOL")
 "$BOLT_TOOL" "$PGO_BIN" -instrument -instrumentation-file="$WORK/bolt.fdata" \
   -o "$WORK/turnpike-bolt-inst" >&2
 train "$WORK/turnpike-bolt-inst"
