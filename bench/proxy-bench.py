@@ -43,7 +43,8 @@ Environment (all optional):
                      two builds in one run; the binary is copied into the run dir first)
   TURNPIKE_BIN       use this binary instead of building (no cargo build)
   PGO=1              build the profile-guided release binary (bench/pgo-build.sh, ~9 min)
-                     and measure that one; add BASE_BIN=<plain build> to see both
+                     and measure that one; add BASE_BIN=<plain build> to see both. With
+                     BOLT=1 too, the PGO binary is also laid out by LLVM BOLT (bolt-19)
   NO_BUILD=1         do not run cargo build; use the binary already in the target dir
   TURNPIKE_THREADS   worker threads of the `turnpike` target (default 1)
   TURNPIKE_LOG       passed through (default: warn, so logging costs nothing)
