@@ -1178,4 +1178,79 @@ mod tests {
         assert!(idle.get(authority.as_str()).is_none_or(Vec::is_empty));
         server.abort();
     }
+
+    /// A pooled connection is reused while it has been idle for at most `IDLE_TIMEOUT` at the
+    /// request's clock reading, including one returned after that reading was taken.
+    #[tokio::test]
+    async fn pooled_connections_age_by_the_requests_clock() {
+        use http_body_util::BodyExt;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.expect("accept");
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut seen = Vec::new();
+                    loop {
+                        let Ok(n) = s.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            let ok = s
+                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                                .await;
+                            if ok.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let pool = Arc::new(Pool::default());
+        let authority = Authority::try_from(addr.to_string().as_str()).expect("authority");
+        let headers = HeaderMap::new();
+        let get = |now: Instant| {
+            let pool = pool.clone();
+            let authority = authority.clone();
+            let headers = headers.clone();
+            async move {
+                let target = super::super::Target {
+                    scheme: &http::uri::Scheme::HTTP,
+                    authority: &authority,
+                    path_and_query: "/",
+                };
+                let resp = pool
+                    .request(&Method::GET, target, &headers, None, None, now)
+                    .await
+                    .expect("response");
+                assert_eq!(resp.status(), StatusCode::OK);
+                resp.into_body().collect().await.expect("body");
+            }
+        };
+        // The request's clock reading is taken before the previous response returned its
+        // connection: still reused.
+        let early = Instant::now();
+        get(early).await;
+        get(early).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // Idle longer than the limit at the request's reading: a new connection.
+        get(Instant::now() + IDLE_TIMEOUT + std::time::Duration::from_secs(1)).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        server.abort();
+    }
 }
