@@ -135,9 +135,9 @@ pub struct IntegrationRuntime {
 }
 
 impl IntegrationRuntime {
-    /// The method path parameter whose value path variable `name` takes, when every
-    /// request parameter maps a method path parameter into the path (the `{proxy+}` shape):
-    /// then no mapping step is needed. `None` otherwise, or when nothing maps `name`.
+    /// The method path parameter that path variable `name` is mapped from; `None` when
+    /// nothing maps `name`, or maps it from another source. With [`Self::maps_path_only`],
+    /// this is the whole mapping step for the path (the `{proxy+}` shape).
     pub fn direct_path_source(&self, name: &str) -> Option<&str> {
         self.request_parameters
             .iter()
