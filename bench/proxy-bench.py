@@ -251,6 +251,19 @@ def make_server(t, run, binary):
     raise ValueError(t)
 
 
+def client_core_us(r):
+    """Time the client side's core (wrk, and the upstream when it shares that core) was busy
+    per request, all of it: user, kernel, interrupts and softirqs, whoever they were for. With
+    the proxy on its own core this is what each proxy costs the other core per request (its
+    heads to parse, and waking it when it sleeps); None when unpinned."""
+    if not PINNED or not r.get("requests"):
+        return None
+    pct = r["cpu_busy_pct"].get(f"cpu{CLIENT_CPU}")
+    if pct is None:
+        return None
+    return pct / 100 * r["wall_s"] / r["requests"] * 1e6
+
+
 def freeze(binary, run):
     """A private hard link (else a copy) of the binary, so that a rebuild in a shared target dir
     cannot swap it between targets or reps; removed at the end unless KEEP_BIN=1."""
@@ -486,6 +499,7 @@ def main():
                         busy_s = sum(s1[k][0] - s0[k][0] for k in s1) / B.CLK_TCK
                         ours = sum(r["cpu_s"].values()) + r["wrk_cpu_s"]
                         r["other_cpu_pct"] = round(max(0.0, busy_s - ours) / r["wall_s"] * 100, 1)
+                        r["client_core_us_per_req"] = client_core_us(r)
                         if r["other_cpu_pct"] < quiet.pct or quiet.waited >= quiet.budget or attempt == 2:
                             break
                         quiet.retries += 1
@@ -562,6 +576,7 @@ def summarize(runs, targets, conns, mem):
                 "proxy_cpu_us_per_req": B.median([r["cpu_us_per_req"].get("proxy") for r in rs]),
                 "upstream_cpu_us_per_req": B.median([r["cpu_us_per_req"].get("upstream") for r in rs]),
                 "wrk_cpu_us_per_req": B.median([r["wrk_cpu_s"] / r["requests"] * 1e6 for r in rs if r["requests"]]),
+                "client_core_us_per_req": B.median([r.get("client_core_us_per_req") for r in rs]),
                 "cpu_busy_pct": {k: B.median([r["cpu_busy_pct"][k] for r in rs]) for k in rs[0]["cpu_busy_pct"]},
                 "other_cpu_pct": B.median([r["other_cpu_pct"] for r in rs]),
                 "rss_kib": mem.get(t if t != "direct" else "upstream", {}).get("rss_kib"),
@@ -654,9 +669,9 @@ def report(out):
         f"median of {out['reps']} interleaved rep(s); load avg before/after "
         f"{out['loadavg_before'][0]:.2f}/{out['loadavg_after'][0]:.2f}; {out['elapsed_s']:.0f} s",
         "",
-        "| target | conns | rps | vs direct | p50 | p90 | p99 | p99.9 | errors | proxy CPU µs/req | bytes/resp "
-        "| rps per rep | other CPU % |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| target | conns | rps | vs direct | p50 | p90 | p99 | p99.9 | errors | proxy CPU µs/req "
+        "| client core µs/req | bytes/resp | rps per rep | other CPU % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in out["summary"]:
         lines.append(
@@ -664,7 +679,7 @@ def report(out):
             f"{'-' if r['ratio_vs_direct'] is None else format(r['ratio_vs_direct'], '.2f')} | "
             f"{B.fmt_us(r['p50_us'])} | {B.fmt_us(r['p90_us'])} | {B.fmt_us(r['p99_us'])} | "
             f"{B.fmt_us(r['p999_us'])} | {r['errors']} | {fmt1(r['proxy_cpu_us_per_req'])} | "
-            f"{r['bytes_per_resp']:.0f} | {' '.join(f'{x / 1000:.1f}k' for x in r['rps_all'])} | "
+            f"{fmt1(r['client_core_us_per_req'])} | {r['bytes_per_resp']:.0f} | {' '.join(f'{x / 1000:.1f}k' for x in r['rps_all'])} | "
             f"{r['other_cpu_pct']} |")
     noisy = [f"{r['target']} c{r['conns']}" for r in out["summary"] if (r["other_cpu_pct"] or 0) >= out["idle_pct"]]
     if noisy:
