@@ -127,6 +127,9 @@ pub struct IntegrationRuntime {
     /// worked out here once; URIs with `${stageVariables.x}` are resolved per request.
     pub lambda_function: Option<String>,
     pub request_parameters: Vec<(RequestTarget, String, Source)>,
+    /// Every request parameter maps a method path parameter into the path (the `{proxy+}`
+    /// shape, or none at all): HTTP_PROXY then looks them up in place, with no mapping step.
+    pub maps_path_only: bool,
     pub request_templates: Vec<MappingTemplate>,
     pub passthrough: PassthroughBehavior,
     pub content_handling: Option<ContentHandling>,
@@ -136,8 +139,8 @@ pub struct IntegrationRuntime {
 
 impl IntegrationRuntime {
     /// The method path parameter that path variable `name` is mapped from; `None` when
-    /// nothing maps `name`, or maps it from another source. With [`Self::maps_path_only`],
-    /// this is the whole mapping step for the path (the `{proxy+}` shape).
+    /// nothing maps `name`, or maps it from another source. With `maps_path_only`, this is
+    /// the whole mapping step for the path.
     pub fn direct_path_source(&self, name: &str) -> Option<&str> {
         self.request_parameters
             .iter()
@@ -147,12 +150,22 @@ impl IntegrationRuntime {
                 _ => None,
             })
     }
+}
 
-    /// Whether every request parameter maps a method path parameter into the path.
-    pub fn maps_path_only(&self) -> bool {
-        self.request_parameters
+/// Whether every request parameter maps a method path parameter into the path.
+fn maps_path_only(params: &[(RequestTarget, String, Source)]) -> bool {
+    params
+        .iter()
+        .all(|(t, _, src)| *t == RequestTarget::Path && matches!(src, Source::MethodPath(_)))
+}
+
+/// The value of `name` in name/value pairs, the first of that name.
+pub fn lookup<'p>(pairs: &'p [(String, String)]) -> impl Fn(&str) -> Option<&'p str> {
+    move |name: &str| {
+        pairs
             .iter()
-            .all(|(t, _, src)| *t == RequestTarget::Path && matches!(src, Source::MethodPath(_)))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -319,15 +332,7 @@ impl UriTemplate {
         path_vars: &[(String, String)],
         stage_vars: &serde_json::Map<String, serde_json::Value>,
     ) -> String {
-        self.render_with(
-            |n| {
-                path_vars
-                    .iter()
-                    .find(|(k, _)| k == n)
-                    .map(|(_, v)| v.as_str())
-            },
-            stage_vars,
-        )
+        self.render_with(lookup(path_vars), stage_vars)
     }
 
     /// [`UriTemplate::render`] with the path variables looked up by `path_var` (`None`: the
@@ -696,6 +701,7 @@ fn compile_integration(
         http_method,
         uri,
         lambda_function,
+        maps_path_only: maps_path_only(&request_parameters),
         request_parameters,
         request_templates,
         passthrough: i.passthrough_behavior,
@@ -760,33 +766,37 @@ mod tests {
     #[test]
     fn direct_path_sources() {
         use crate::mapping::{parse_request_target, parse_source};
-        let integration = |params: &[(&str, &str)]| IntegrationRuntime {
-            kind: IntegrationType::HttpProxy,
-            http_method: None,
-            uri: None,
-            lambda_function: None,
-            request_parameters: params
+        let integration = |params: &[(&str, &str)]| {
+            let request_parameters: Vec<_> = params
                 .iter()
                 .map(|(k, v)| {
                     let (t, name) = parse_request_target(k).expect("target");
                     (t, name, parse_source(v).expect("source"))
                 })
-                .collect(),
-            request_templates: Vec::new(),
-            passthrough: PassthroughBehavior::WhenNoMatch,
-            content_handling: None,
-            timeout: Duration::from_secs(29),
-            responses: Vec::new(),
+                .collect();
+            IntegrationRuntime {
+                kind: IntegrationType::HttpProxy,
+                http_method: None,
+                uri: None,
+                lambda_function: None,
+                maps_path_only: maps_path_only(&request_parameters),
+                request_parameters,
+                request_templates: Vec::new(),
+                passthrough: PassthroughBehavior::WhenNoMatch,
+                content_handling: None,
+                timeout: Duration::from_secs(29),
+                responses: Vec::new(),
+            }
         };
         let renamed = integration(&[
             ("integration.request.path.p", "method.request.path.proxy"),
             ("integration.request.path.id", "method.request.path.id"),
         ]);
-        assert!(renamed.maps_path_only());
+        assert!(renamed.maps_path_only);
         assert_eq!(renamed.direct_path_source("p"), Some("proxy"));
         assert_eq!(renamed.direct_path_source("id"), Some("id"));
         assert_eq!(renamed.direct_path_source("proxy"), None, "not mapped");
-        assert!(integration(&[]).maps_path_only());
+        assert!(integration(&[]).maps_path_only);
         for other in [
             ("integration.request.path.p", "'literal'"),
             ("integration.request.path.p", "method.request.querystring.q"),
@@ -796,7 +806,7 @@ mod tests {
             ),
             ("integration.request.header.h", "method.request.path.proxy"),
         ] {
-            assert!(!integration(&[other]).maps_path_only(), "{other:?}");
+            assert!(!integration(&[other]).maps_path_only, "{other:?}");
         }
     }
 }

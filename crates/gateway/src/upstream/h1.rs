@@ -1128,6 +1128,24 @@ mod tests {
         );
     }
 
+    /// A listener for a test's backend, and its authority.
+    async fn local_backend() -> (tokio::net::TcpListener, Authority) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let authority = Authority::try_from(addr.to_string().as_str()).expect("authority");
+        (listener, authority)
+    }
+
+    fn target<'a>(authority: &'a Authority, path_and_query: &'a str) -> super::super::Target<'a> {
+        super::super::Target {
+            scheme: &http::uri::Scheme::HTTP,
+            authority,
+            path_and_query,
+        }
+    }
+
     /// A backend that answers before reading the request (and then stops reading) must not
     /// stall the upload: the answer is taken, and the connection is not reused.
     #[tokio::test]
@@ -1135,10 +1153,7 @@ mod tests {
         use http_body_util::BodyExt;
         use tokio::io::AsyncWriteExt;
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let (listener, authority) = local_backend().await;
         let server = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.expect("accept");
             s.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!")
@@ -1149,7 +1164,6 @@ mod tests {
             drop(s);
         });
         let pool = Arc::new(Pool::default());
-        let authority = Authority::try_from(addr.to_string().as_str()).expect("authority");
         // Far more than the kernel's socket buffers hold.
         let body = Bytes::from(vec![b'x'; 64 * 1024 * 1024]);
         let headers = HeaderMap::new();
@@ -1157,11 +1171,7 @@ mod tests {
             std::time::Duration::from_secs(10),
             pool.request(
                 &Method::POST,
-                super::super::Target {
-                    scheme: &http::uri::Scheme::HTTP,
-                    authority: &authority,
-                    path_and_query: "/upload",
-                },
+                target(&authority, "/upload"),
                 &headers,
                 Some(body),
                 None,
@@ -1187,10 +1197,7 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let (listener, authority) = local_backend().await;
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
         let server = tokio::spawn(async move {
@@ -1222,20 +1229,21 @@ mod tests {
             }
         });
         let pool = Arc::new(Pool::default());
-        let authority = Authority::try_from(addr.to_string().as_str()).expect("authority");
         let headers = HeaderMap::new();
         let get = |now: Instant| {
             let pool = pool.clone();
             let authority = authority.clone();
             let headers = headers.clone();
             async move {
-                let target = super::super::Target {
-                    scheme: &http::uri::Scheme::HTTP,
-                    authority: &authority,
-                    path_and_query: "/",
-                };
                 let resp = pool
-                    .request(&Method::GET, target, &headers, None, None, now)
+                    .request(
+                        &Method::GET,
+                        target(&authority, "/"),
+                        &headers,
+                        None,
+                        None,
+                        now,
+                    )
                     .await
                     .expect("response");
                 assert_eq!(resp.status(), StatusCode::OK);

@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 
 use crate::body::{Body, RequestBody};
 use crate::context;
-use crate::deployment::StaticOrigin;
+use crate::deployment::{lookup, StaticOrigin};
 use crate::error::GatewayError;
 use crate::headers::Hinted;
 use crate::pipeline::integration_request::{self, IntegrationRequest};
@@ -292,17 +292,6 @@ fn backend_url<'t, 'v>(
     Ok(BackendUrl::Parsed(uri))
 }
 
-/// Path variables from the mapping step's output.
-fn mapped_path<'m>(mapped: &'m IntegrationRequest) -> impl Fn(&str) -> Option<&'m str> {
-    move |n: &str| {
-        mapped
-            .path
-            .iter()
-            .find(|(k, _)| k == n)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 fn outgoing_method(inv: &Invocation<'_>) -> http::Method {
     inv.method
         .integration
@@ -509,33 +498,21 @@ pub async fn proxy(
     // Path-only mappings (the `{proxy+}` shape) are looked up in place: the mapping step
     // would copy every name and value for the URL to copy them again.
     let integration = &inv.method.integration;
-    let path_only = integration.maps_path_only();
-    let mapped = if path_only {
+    let mapped = if integration.maps_path_only {
         IntegrationRequest::default()
     } else {
         integration_request::map_parameters(inv, &[])?
     };
-    let url = if path_only {
-        let params = &inv.path_params;
-        backend_url(
-            inv,
-            |n| {
-                let from = integration.direct_path_source(n)?;
-                params
-                    .iter()
-                    .find(|(k, _)| k == from)
-                    .map(|(_, v)| v.as_str())
-            },
-            &[],
-            inv.parts.uri.query(),
-        )?
-    } else {
-        backend_url(
-            inv,
-            mapped_path(&mapped),
-            &mapped.query,
-            inv.parts.uri.query(),
-        )?
+    let url = {
+        let (params, mapped_path) = (lookup(&inv.path_params), lookup(&mapped.path));
+        let path_var = |n: &str| {
+            if integration.maps_path_only {
+                params(integration.direct_path_source(n)?)
+            } else {
+                mapped_path(n)
+            }
+        };
+        backend_url(inv, path_var, &mapped.query, inv.parts.uri.query())?
     };
     let limit = gw.limits.max_payload_bytes;
     let body = match body {
@@ -587,7 +564,7 @@ pub async fn invoke(
 ) -> Result<Response<Body>, GatewayError> {
     inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
     let mapped = integration_request::prepare(inv, body)?;
-    let uri = backend_url(inv, mapped_path(&mapped), &mapped.query, None)?.into_uri()?;
+    let uri = backend_url(inv, lookup(&mapped.path), &mapped.query, None)?.into_uri()?;
     let mut headers = HeaderMap::new();
     headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
     headers.insert(header::USER_AGENT, default_user_agent(inv));
