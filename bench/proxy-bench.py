@@ -555,6 +555,10 @@ def fmt1(x):
     return "-" if x is None else f"{x:.1f}"
 
 
+def fmt2(x):
+    return "-" if x is None else f"{x:.2f}"
+
+
 def summarize(runs, targets, conns, mem):
     summary = []
     for c in conns:
@@ -577,6 +581,7 @@ def summarize(runs, targets, conns, mem):
                 "upstream_cpu_us_per_req": B.median([r["cpu_us_per_req"].get("upstream") for r in rs]),
                 "wrk_cpu_us_per_req": B.median([r["wrk_cpu_s"] / r["requests"] * 1e6 for r in rs if r["requests"]]),
                 "client_core_us_per_req": B.median([r.get("client_core_us_per_req") for r in rs]),
+                "proxy_sleeps_per_req": B.median([r["sleeps_per_req"].get("proxy") for r in rs]),
                 "cpu_busy_pct": {k: B.median([r["cpu_busy_pct"][k] for r in rs]) for k in rs[0]["cpu_busy_pct"]},
                 "other_cpu_pct": B.median([r["other_cpu_pct"] for r in rs]),
                 "rss_kib": mem.get(t if t != "direct" else "upstream", {}).get("rss_kib"),
@@ -621,6 +626,10 @@ def goal_rows(runs, summary, targets, conns):
                 "cpu_ratio": (s["proxy_cpu_us_per_req"] / n["proxy_cpu_us_per_req"]
                               if s["proxy_cpu_us_per_req"] and n["proxy_cpu_us_per_req"] else None),
                 "errors": s["errors"] + n["errors"],
+                # Which core set the pace: a proxy that leaves its core idle while the client
+                # side's core is saturated is waiting on wrk and the upstream, not the reverse.
+                "busy_pct": ([s["cpu_busy_pct"].get(f"cpu{PROXY_CPU}"), s["cpu_busy_pct"].get(f"cpu{CLIENT_CPU}")]
+                             if PINNED else None),
                 "meets_rps_goal": ratio is not None and ratio >= 1.0,
                 "meets_p99_goal": p99_diff_ms <= 0.5,
             })
@@ -670,8 +679,8 @@ def report(out):
         f"{out['loadavg_before'][0]:.2f}/{out['loadavg_after'][0]:.2f}; {out['elapsed_s']:.0f} s",
         "",
         "| target | conns | rps | vs direct | p50 | p90 | p99 | p99.9 | errors | proxy CPU µs/req "
-        "| client core µs/req | bytes/resp | rps per rep | other CPU % |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| client core µs/req | proxy sleeps/req | bytes/resp | rps per rep | other CPU % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in out["summary"]:
         lines.append(
@@ -679,7 +688,7 @@ def report(out):
             f"{'-' if r['ratio_vs_direct'] is None else format(r['ratio_vs_direct'], '.2f')} | "
             f"{B.fmt_us(r['p50_us'])} | {B.fmt_us(r['p90_us'])} | {B.fmt_us(r['p99_us'])} | "
             f"{B.fmt_us(r['p999_us'])} | {r['errors']} | {fmt1(r['proxy_cpu_us_per_req'])} | "
-            f"{fmt1(r['client_core_us_per_req'])} | {r['bytes_per_resp']:.0f} | {' '.join(f'{x / 1000:.1f}k' for x in r['rps_all'])} | "
+            f"{fmt1(r['client_core_us_per_req'])} | {fmt2(r['proxy_sleeps_per_req'])} | {r['bytes_per_resp']:.0f} | {' '.join(f'{x / 1000:.1f}k' for x in r['rps_all'])} | "
             f"{r['other_cpu_pct']} |")
     noisy = [f"{r['target']} c{r['conns']}" for r in out["summary"] if (r["other_cpu_pct"] or 0) >= out["idle_pct"]]
     if noisy:
@@ -694,12 +703,14 @@ def report(out):
             "",
             "Goal: Turnpike rps >= 1.0x nginx, and p99 within +0.5 ms of nginx.",
             "",
-            "| target vs nginx | conns | rps ratio | per-rep ratio range | 90% CI of the per-rep median | p50 diff | p99 diff | CPU/req ratio | goal |",
-            "|---|---:|---:|---|---|---:|---:|---:|---|",
+            "| target vs nginx | conns | rps ratio | per-rep ratio range | 90% CI of the per-rep median | p50 diff | p99 diff | CPU/req ratio | busy % proxy / client core | goal |",
+            "|---|---:|---:|---|---|---:|---:|---:|---|---|",
         ]
         for g in out["goal"]:
             rng = g["paired_ratio_min_max"]
             ci = g["paired_ratio_ci90"]
+            busy = g.get("busy_pct")
+            busy = "-" if not busy or None in busy else f"{busy[0]:.0f} / {busy[1]:.0f}"
             verdict = ("INVALID: errors or non-2xx answers, see logs/" if g["errors"] else
                        "met" if g["meets_rps_goal"] and g["meets_p99_goal"] else
                        "NOT met (" + ", ".join(x for x, ok in (("rps", g["meets_rps_goal"]),
@@ -712,7 +723,7 @@ def report(out):
                 f"| {g['target']} | {g['conns']} | **{g['rps_ratio']:.2f}x** | "
                 f"{'-' if not rng else f'{rng[0]:.2f}-{rng[1]:.2f}'} | "
                 f"{'- (needs 4 reps)' if not ci else f'{ci[0]:.2f}-{ci[1]:.2f}'} | {g['p50_diff_ms']:+.2f} ms | "
-                f"**{g['p99_diff_ms']:+.2f} ms** | {fmt1(g['cpu_ratio']) if g['cpu_ratio'] is None else format(g['cpu_ratio'], '.2f')} | {verdict} |")
+                f"**{g['p99_diff_ms']:+.2f} ms** | {fmt1(g['cpu_ratio']) if g['cpu_ratio'] is None else format(g['cpu_ratio'], '.2f')} | {busy} | {verdict} |")
     st = out.get("startup_s") or {}
     if st:
         lines += ["", "Startup to first 200: " + ", ".join(f"{t} {s * 1000:.0f} ms" for t, s in st.items())

@@ -97,6 +97,26 @@ def cpu_seconds(pids):
     return tot / CLK_TCK
 
 
+def sleeps(pids):
+    """Voluntary context switches summed over every thread of pids: how many times they went
+    to sleep waiting for something (each one later costs whoever wakes them)."""
+    tot = 0
+    for p in pids:
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                with open(f"/proc/{p}/task/{t}/status") as f:
+                    for line in f:
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            tot += int(line.split()[1])
+            except (OSError, ValueError):
+                pass
+    return tot
+
+
 def rss_kib(pids, field="VmRSS"):
     """Sum of VmRSS (or VmHWM) in KiB over pids."""
     tot = 0
@@ -279,6 +299,7 @@ def run_wrk(url, conns=64, duration=5, threads=1, cpus=None, timeout_s="2s", wat
                                f"--timeout={timeout_s}", "--latency", "-s", WRK_LUA, url]
     watch = watch or {}
     cpu0 = {n: cpu_seconds(s.pids()) for n, s in watch.items()}
+    sl0 = {n: sleeps(s.pids()) for n, s in watch.items()}
     t0 = time.perf_counter()
     ru0 = os.times()
     p = track(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -295,6 +316,7 @@ def run_wrk(url, conns=64, duration=5, threads=1, cpus=None, timeout_s="2s", wat
     _clients.remove(p)
     wall = time.perf_counter() - t0
     cpu1 = {n: cpu_seconds(s.pids()) for n, s in watch.items()}
+    sl1 = {n: sleeps(s.pids()) for n, s in watch.items()}
     if logname:
         with open(os.path.join(LOGDIR, f"wrk-{logname}.log"), "a") as f:
             f.write(" ".join(argv) + "\n" + out + err + "\n")
@@ -313,6 +335,7 @@ def run_wrk(url, conns=64, duration=5, threads=1, cpus=None, timeout_s="2s", wat
     r["cpu_s"] = {n: cpu1[n] - cpu0[n] for n in watch}
     r["cpu_us_per_req"] = {n: (r["cpu_s"][n] / r["requests"] * 1e6 if r["requests"] else None)
                            for n in watch}
+    r["sleeps_per_req"] = {n: ((sl1[n] - sl0[n]) / r["requests"] if r["requests"] else None) for n in watch}
     r["extra"] = extra
     return r
 
