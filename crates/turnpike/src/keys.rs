@@ -124,7 +124,7 @@ pub fn keys(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
                 enabled: !disabled,
                 plans,
             })?;
-            println!("{}", serde_json::to_string_pretty(&key_json(&k, true))?);
+            outln!("{}", serde_json::to_string_pretty(&key_json(&k, true))?);
         }
         KeysCommand::List {
             include_values,
@@ -136,7 +136,7 @@ pub fn keys(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|k| key_json(k, include_values))
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&json!({ "items": items }))?
             );
@@ -146,7 +146,7 @@ pub fn keys(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
         KeysCommand::Delete { key, state } => {
             let s = open(&state)?;
             let k = s.delete_key(&key)?;
-            println!("deleted API key {} ({})", k.id, k.name);
+            outln!("deleted API key {} ({})", k.id, k.name);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -155,7 +155,7 @@ pub fn keys(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
 fn set_enabled(key: &str, state: &StateArgs, enabled: bool) -> anyhow::Result<ExitCode> {
     let s = open(state)?;
     let k = s.set_enabled(key, enabled)?;
-    println!("{}", serde_json::to_string_pretty(&key_json(&k, false))?);
+    outln!("{}", serde_json::to_string_pretty(&key_json(&k, false))?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -249,6 +249,6 @@ pub fn usage(args: UsageArgs) -> anyhow::Result<ExitCode> {
             "items": values,
         }));
     }
-    println!("{}", serde_json::to_string_pretty(&Value::Array(out))?);
+    outln!("{}", serde_json::to_string_pretty(&Value::Array(out))?);
     Ok(ExitCode::SUCCESS)
 }

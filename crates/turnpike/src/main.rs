@@ -1,5 +1,27 @@
 //! `turnpike`: serve API Gateway definitions locally, exactly as AWS would.
 
+/// `println!` / `eprintln!` / `print!` that do not panic when the stream is gone: a server
+/// whose output pipe was closed (`turnpike serve | head`) goes on serving, and a stop signal
+/// still stops it.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
 mod allocator;
 mod keys;
 mod render;
@@ -67,7 +89,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

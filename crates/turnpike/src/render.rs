@@ -70,7 +70,7 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
     let template = match Template::compile(&source) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!(
+            errln!(
                 "{}:{}:{}: error: {}",
                 args.template.display(),
                 e.line,
@@ -125,13 +125,13 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
     };
     match template.render(&input, &Limits::default()) {
         Ok(r) => {
-            print!("{}", r.output);
+            out!("{}", r.output);
             if args.show_overrides {
-                eprintln!(
+                errln!(
                     "requestOverride: {}",
                     r.request_override.clone().unwrap_or_default()
                 );
-                eprintln!(
+                errln!(
                     "responseOverride: {}",
                     r.response_override.clone().unwrap_or_default()
                 );
@@ -139,7 +139,7 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("{}: render error: {e}", args.template.display());
+            errln!("{}: render error: {e}", args.template.display());
             Ok(ExitCode::FAILURE)
         }
     }

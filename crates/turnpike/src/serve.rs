@@ -59,7 +59,7 @@ pub struct ServeArgs {
 
 fn print_diagnostics(diags: &[Diagnostic]) {
     for d in diags {
-        eprintln!("{d}");
+        errln!("{d}");
     }
 }
 
@@ -84,7 +84,7 @@ pub fn validate(file: &Path, stage: Option<String>) -> anyhow::Result<ExitCode> 
                 .flat_map(|a| &a.definition.resources)
                 .map(|r| r.resource_methods.len())
                 .sum();
-            println!(
+            outln!(
                 "{}: OK ({} API(s), {} method(s), {} WebSocket API(s), {} warning(s))",
                 file.display(),
                 project.apis.len(),
@@ -100,7 +100,7 @@ pub fn validate(file: &Path, stage: Option<String>) -> anyhow::Result<ExitCode> 
                 .iter()
                 .filter(|d| d.severity == Severity::Error)
                 .count();
-            eprintln!("{}: {} error(s)", file.display(), errors);
+            errln!("{}: {} error(s)", file.display(), errors);
             Ok(ExitCode::FAILURE)
         }
     }
@@ -184,7 +184,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         server::serve(gateway, listener, opts, shutdown).await;
         // No function process outlives the gateway.
         functions.shutdown().await;
-        eprintln!("turnpike stopped");
+        errln!("turnpike stopped");
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }
@@ -204,22 +204,22 @@ fn print_invoke_urls(project: &Project, local: SocketAddr) {
         local.ip().to_string()
     };
     // One line per stage, machine-readable enough for scripts waiting on startup.
-    println!("turnpike listening on http://{host}:{port}");
+    outln!("turnpike listening on http://{host}:{port}");
     for (i, api) in project.apis.iter().enumerate() {
         let id = &api.definition.api.id;
         for stage in &api.stages {
             let s = &stage.stage_name;
             if i == 0 {
-                println!(
+                outln!(
                     "  {} ({id}) stage {s}: http://{host}:{port}/{s}/",
                     api.definition.api.name
                 );
             }
-            println!(
+            outln!(
                 "  {} ({id}) stage {s}: http://{id}.execute-api.localhost:{port}/{s}/",
                 api.definition.api.name
             );
-            println!(
+            outln!(
                 "  {} ({id}) stage {s}: http://{host}:{port}/_aws/execute-api/{id}/{s}/",
                 api.definition.api.name
             );
@@ -229,13 +229,13 @@ fn print_invoke_urls(project: &Project, local: SocketAddr) {
         let (id, name) = (&api.definition.api.api_id, &api.definition.api.name);
         for stage in &api.stages {
             let s = &stage.stage_name;
-            println!(
+            outln!(
                 "  {name} ({id}) WebSocket stage {s}: ws://{id}.execute-api.localhost:{port}/{s}"
             );
-            println!(
+            outln!(
                 "  {name} ({id}) WebSocket stage {s}: ws://{host}:{port}/_aws/execute-api/{id}/{s}"
             );
-            println!("  {name} ({id}) @connections stage {s}: http://{host}:{port}/{s}/@connections/{{connectionId}}");
+            outln!("  {name} ({id}) @connections stage {s}: http://{host}:{port}/{s}/@connections/{{connectionId}}");
         }
     }
     use std::io::Write;

@@ -242,6 +242,64 @@ async fn sigterm_closes_idle_keep_alive_connections_at_once() {
     );
 }
 
+/// A server whose standard output is closed (`turnpike serve … | head -1` once `head` is
+/// done) keeps serving and still stops on SIGTERM: its prints must not panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_neither_stops_nor_wedges_the_server() {
+    use std::process::{Command, Stdio};
+
+    let dir = temp_dir();
+    let def = openapi("Closed", json!({"/ok": {"get": mock_op(200, "{}")}}));
+    let file = write_json(dir.path(), "api.json", &def);
+    let port = closed_port();
+    let mut child = Command::new(binary())
+        .args([
+            "serve",
+            &file.display().to_string(),
+            "--no-watch",
+            "--stage",
+            "dev",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start turnpike");
+    // Closed before the server prints its invoke URLs.
+    drop(child.stdout.take());
+    let url = format!("http://127.0.0.1:{port}/dev/ok");
+    let deadline = Instant::now() + WAIT;
+    let served = loop {
+        if let Ok(r) = client().get(&url).send().await {
+            break r.status().as_u16();
+        }
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!("turnpike exited with a closed stdout: {status:?}");
+        }
+        assert!(Instant::now() < deadline, "turnpike never served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(served, 200);
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success());
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("turnpike did not stop on SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+}
+
 fn wait_lines(path: &Path, n: usize) -> Vec<String> {
     let deadline = Instant::now() + WAIT;
     loop {
