@@ -46,8 +46,18 @@ pub fn api_id_from_host(host: &str) -> Option<String> {
     Some(id.to_ascii_lowercase())
 }
 
-pub fn resolve<'a>(host: Option<&str>, path: &'a str) -> Target<'a> {
-    if let Some(id) = host.and_then(api_id_from_host) {
+/// `endpoint_api_id` gives the `x-apigw-api-id` header, asked for only when the host is a VPC
+/// endpoint's own name (`vpce-….execute-api.…`), which names no API: that header does.
+pub fn resolve<'a>(
+    host: Option<&str>,
+    path: &'a str,
+    endpoint_api_id: impl FnOnce() -> Option<String>,
+) -> Target<'a> {
+    let from_host = host.and_then(|h| match api_id_from_host(h) {
+        Some(id) if id.starts_with("vpce-") => endpoint_api_id().map(|id| id.to_ascii_lowercase()),
+        other => other,
+    });
+    if let Some(id) = from_host {
         let (stage, rest) = split_stage(path);
         return Target {
             api_id: Some(id),
@@ -89,7 +99,11 @@ mod tests {
 
     #[test]
     fn host_based() {
-        let t = resolve(Some("AbC123.execute-api.localhost:4567"), "/dev/pets/1");
+        let t = resolve(
+            Some("AbC123.execute-api.localhost:4567"),
+            "/dev/pets/1",
+            || None,
+        );
         assert_eq!(
             t,
             Target {
@@ -107,6 +121,7 @@ mod tests {
         let t = resolve(
             Some("abc-vpce-0123.execute-api.us-east-1.amazonaws.com"),
             "/dev",
+            || None,
         );
         assert_eq!(
             t,
@@ -119,8 +134,31 @@ mod tests {
     }
 
     #[test]
+    fn vpc_endpoint_names_take_the_api_id_header() {
+        let host = "vpce-0abc123-xyz.execute-api.us-east-1.vpce.amazonaws.com";
+        let t = resolve(Some(host), "/dev/a", || Some("AbC".into()));
+        assert_eq!(
+            t,
+            Target {
+                api_id: Some("abc".into()),
+                stage: "dev",
+                path: "/a"
+            }
+        );
+        // Without the header no API is named: the default one serves, as for other hosts.
+        assert_eq!(resolve(Some(host), "/dev/a", || None).api_id, None);
+        // The header is not even read for other hosts.
+        let t = resolve(Some("abc.execute-api.x"), "/dev", || panic!("read"));
+        assert_eq!(t.api_id.as_deref(), Some("abc"));
+    }
+
+    #[test]
     fn path_based_forms() {
-        let t = resolve(Some("localhost:4567"), "/_aws/execute-api/abc/prod/a/b");
+        let t = resolve(
+            Some("localhost:4567"),
+            "/_aws/execute-api/abc/prod/a/b",
+            || None,
+        );
         assert_eq!(
             t,
             Target {
@@ -129,7 +167,7 @@ mod tests {
                 path: "/a/b"
             }
         );
-        let t = resolve(None, "/restapis/abc/prod/_user_request_/a");
+        let t = resolve(None, "/restapis/abc/prod/_user_request_/a", || None);
         assert_eq!(
             t,
             Target {
@@ -138,7 +176,7 @@ mod tests {
                 path: "/a"
             }
         );
-        let t = resolve(None, "/restapis/abc/prod/_user_request_");
+        let t = resolve(None, "/restapis/abc/prod/_user_request_", || None);
         assert_eq!(
             t,
             Target {
@@ -152,7 +190,7 @@ mod tests {
     #[test]
     fn default_api() {
         assert_eq!(
-            resolve(Some("127.0.0.1:1"), "/dev/"),
+            resolve(Some("127.0.0.1:1"), "/dev/", || None),
             Target {
                 api_id: None,
                 stage: "dev",
@@ -160,7 +198,7 @@ mod tests {
             }
         );
         assert_eq!(
-            resolve(None, "//dev//x"),
+            resolve(None, "//dev//x", || None),
             Target {
                 api_id: None,
                 stage: "dev",
@@ -168,7 +206,7 @@ mod tests {
             }
         );
         assert_eq!(
-            resolve(None, "/"),
+            resolve(None, "/", || None),
             Target {
                 api_id: None,
                 stage: "",

@@ -208,6 +208,56 @@ pub fn trace_id(epoch_ms: i64) -> String {
     ascii_string(&out)
 }
 
+/// The trace header a request carries on: the client's own when it names a valid X-Ray root
+/// (AWS keeps the root; a header that already has a `Parent` goes on as sent, one without gets
+/// a generated parent and `Sampled=0`), else a new root. A header of more than 256 bytes or
+/// without a well-formed `Root=1-{8 hex}-{24 hex}` is replaced, as AWS replaces garbage.
+pub fn trace_header(client: Option<&[u8]>, epoch_ms: i64) -> String {
+    let Some(client) = client
+        .filter(|c| c.len() <= 256)
+        .and_then(|c| std::str::from_utf8(c).ok())
+    else {
+        return trace_id(epoch_ms);
+    };
+    let mut root = None;
+    let (mut parent, mut sampled) = (false, None);
+    for field in client.split(';') {
+        let (k, v) = field.trim().split_once('=').unwrap_or((field.trim(), ""));
+        match k {
+            "Root" if valid_root(v) => root = Some(v),
+            "Root" => return trace_id(epoch_ms),
+            "Parent" => parent = true,
+            "Sampled" => sampled = Some(v),
+            _ => {}
+        }
+    }
+    let Some(root) = root else {
+        return trace_id(epoch_ms);
+    };
+    if parent {
+        return client.trim().to_string();
+    }
+    let mut id = [0u8; 16];
+    hex_into(&mut id, random_u128().to_le_bytes());
+    let sampled = sampled
+        .filter(|s| matches!(*s, "0" | "1" | "?"))
+        .unwrap_or("0");
+    format!(
+        "Root={root};Parent={};Sampled={sampled}",
+        std::str::from_utf8(&id).unwrap_or("0000000000000000")
+    )
+}
+
+/// `1-{8 hex digits}-{24 hex digits}`.
+fn valid_root(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 35
+        && b.starts_with(b"1-")
+        && b[10] == b'-'
+        && b[2..10].iter().all(u8::is_ascii_hexdigit)
+        && b[11..].iter().all(u8::is_ascii_hexdigit)
+}
+
 /// Two lowercase hex digits per byte of `bytes`, as many as `out` holds, a table lookup
 /// each (a digit at a time cost three times as much).
 fn hex_into<const N: usize>(out: &mut [u8], bytes: [u8; N]) {
@@ -419,6 +469,47 @@ mod tests {
                 ids.iter().map(|t| t.as_bytes()[place]).collect();
             assert!(seen.len() > 4, "place {place}: {seen:?}");
         }
+    }
+
+    #[test]
+    fn a_clients_trace_header_is_honoured() {
+        let full = "Root=1-3152b799-8954dae64eda91bc9a23a7e8;Parent=7fa8c0f79203be72;Sampled=1";
+        assert_eq!(trace_header(Some(full.as_bytes()), 0), full);
+        // Root only: the root is kept, a parent is made up.
+        let t = trace_header(Some(b"Root=1-3152b799-8954dae64eda91bc9a23a7e8"), 0);
+        let rest = t
+            .strip_prefix("Root=1-3152b799-8954dae64eda91bc9a23a7e8;Parent=")
+            .unwrap_or_else(|| panic!("{t}"));
+        let (parent, sampled) = rest.split_once(';').unwrap_or_else(|| panic!("{t}"));
+        assert_eq!(parent.len(), 16, "{t}");
+        assert!(parent.bytes().all(|b| b.is_ascii_hexdigit()), "{t}");
+        assert_eq!(sampled, "Sampled=0");
+        let t = trace_header(
+            Some(b"Sampled=1;Root=1-3152b799-8954dae64eda91bc9a23a7e8"),
+            0,
+        );
+        assert!(t.ends_with(";Sampled=1"), "{t}");
+        // Not a root AWS would keep: a new one.
+        for bad in [
+            &b"Root=1-zz52b799-8954dae64eda91bc9a23a7e8"[..],
+            b"Root=2-3152b799-8954dae64eda91bc9a23a7e8",
+            b"Root=1-3152b799-8954dae64eda91bc9a23a7e",
+            b"Parent=7fa8c0f79203be72",
+            b"",
+            b"\xff\xfe",
+        ] {
+            let t = trace_header(Some(bad), 1_700_000_000_123);
+            assert!(t.starts_with("Root=1-6553f100-"), "{bad:?} -> {t}");
+            assert_eq!(t.len(), 40);
+        }
+        let long = format!(
+            "Root=1-3152b799-8954dae64eda91bc9a23a7e8;Parent=7fa8c0f79203be72;X={}",
+            "a".repeat(300)
+        );
+        assert!(
+            trace_header(Some(long.as_bytes()), 1_700_000_000_123).starts_with("Root=1-6553f100-")
+        );
+        assert!(trace_header(None, 1_700_000_000_123).starts_with("Root=1-6553f100-"));
     }
 
     #[test]

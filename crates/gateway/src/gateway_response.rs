@@ -8,7 +8,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use turnpike_model::rest::{GatewayResponse, GatewayResponseType};
-use turnpike_vtl::{Limits, Params, RenderInput, Template};
 
 use crate::body::Body;
 use crate::context::{ErrorContext, RequestContext};
@@ -24,7 +23,99 @@ pub struct GatewayResponses {
 struct Compiled {
     status: Option<u16>,
     headers: Vec<(HeaderName, Source)>,
-    templates: Vec<(String, Arc<Template>)>,
+    templates: Vec<(String, Arc<BodyTemplate>)>,
+}
+
+/// A gateway response body template. AWS does not run these through VTL: `$context.*`,
+/// `$stageVariables.*` and `$method.request.{header|path|querystring}.*` are substituted,
+/// everything else (`#if`, `$util`, `$input`, `##`) is text. Parsed at deploy time.
+#[derive(Debug, Default, PartialEq)]
+pub struct BodyTemplate(Vec<Piece>);
+
+#[derive(Debug, PartialEq)]
+enum Piece {
+    Text(String),
+    Var(Source),
+}
+
+impl BodyTemplate {
+    pub fn parse(src: &str) -> BodyTemplate {
+        const ROOTS: [&str; 5] = [
+            "context.",
+            "stageVariables.",
+            "method.request.header.",
+            "method.request.path.",
+            "method.request.querystring.",
+        ];
+        let mut pieces = Vec::new();
+        let mut text = String::new();
+        let mut rest = src;
+        while let Some(at) = rest.find('$') {
+            text.push_str(&rest[..at]);
+            let after = &rest[at + 1..];
+            let var = ROOTS.iter().find_map(|root| {
+                let name_len = identifier_path(after.strip_prefix(root)?);
+                (name_len > 0).then_some(root.len() + name_len)
+            });
+            match var.and_then(|len| Some((len, mapping::parse_source(&after[..len]).ok()?))) {
+                Some((len, source)) => {
+                    if !text.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut text)));
+                    }
+                    pieces.push(Piece::Var(source));
+                    rest = &after[len..];
+                }
+                None => {
+                    text.push('$');
+                    rest = after;
+                }
+            }
+        }
+        text.push_str(rest);
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        BodyTemplate(pieces)
+    }
+
+    /// The body; a variable without a value renders as nothing.
+    fn render(&self, input: &MappingInput<'_>) -> String {
+        let mut out = String::new();
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Var(source) => {
+                    if let Some(v) = mapping::evaluate(source, input) {
+                        out.push_str(&v);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The length of the dotted name at the start of `s` (`a.b-c.d_e`): segments of letters,
+/// digits, `_` and `-`, joined by dots that are followed by another segment (a sentence's
+/// final dot is text).
+fn identifier_path(s: &str) -> usize {
+    let seg = |t: &str| {
+        t.bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+            .count()
+    };
+    let mut len = seg(s);
+    if len == 0 {
+        return 0;
+    }
+    while s[len..].starts_with('.') {
+        let next = seg(&s[len + 1..]);
+        if next == 0 {
+            break;
+        }
+        len += 1 + next;
+    }
+    len
 }
 
 /// What the renderer needs to know about the request that failed.
@@ -68,16 +159,11 @@ impl GatewayResponses {
                     Err(e) => error(gr.response_type, e.to_string()),
                 }
             }
-            let mut templates = Vec::new();
-            for (ct, src) in &gr.response_templates {
-                match Template::compile(src) {
-                    Ok(t) => templates.push((ct.to_ascii_lowercase(), Arc::new(t))),
-                    Err(e) => error(
-                        gr.response_type,
-                        format!("invalid response template for {ct}: {e}"),
-                    ),
-                }
-            }
+            let templates = gr
+                .response_templates
+                .iter()
+                .map(|(ct, src)| (ct.to_ascii_lowercase(), Arc::new(BodyTemplate::parse(src))))
+                .collect();
             custom.insert(
                 gr.response_type,
                 Compiled {
@@ -194,35 +280,54 @@ fn render_template(
         );
         return ("application/json".into(), body);
     };
-    let context = ctx.to_json();
-    let params = Params {
-        path: req.path_params.to_vec(),
-        querystring: req.query.to_vec(),
-        header: req
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-    };
-    let input = RenderInput {
-        body: "",
-        params: &params,
-        context: &context,
-        stage_variables: req.stage_variables,
-    };
-    match template.render(&input, &Limits::default()) {
-        Ok(r) => (ct.clone(), r.output),
-        Err(e) => {
-            tracing::warn!(error = %e, response_type = %ctx.error.as_ref().map(|e| e.response_type.as_str()).unwrap_or(""), "gateway response template failed");
-            (
-                ct.clone(),
-                crate::error::INTERNAL_SERVER_ERROR_BODY.to_string(),
-            )
+    (ct.clone(), template.render(&mapping_input(req, ctx)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Piece {
+        Piece::Text(s.into())
+    }
+
+    #[test]
+    fn body_templates_substitute_variables_and_keep_everything_else() {
+        let t = BodyTemplate::parse(
+            "{\"m\":$context.error.messageString,\"s\":\"$stageVariables.a-b\",\
+             \"h\":\"$method.request.header.x-trace\"}",
+        );
+        assert_eq!(
+            t.0,
+            vec![
+                text("{\"m\":"),
+                Piece::Var(Source::Context("error.messageString".into())),
+                text(",\"s\":\""),
+                Piece::Var(Source::StageVariable("a-b".into())),
+                text("\",\"h\":\""),
+                Piece::Var(Source::MethodHeader("x-trace".into())),
+                text("\"}"),
+            ]
+        );
+        // Not VTL: directives, `$util`, `$input`, comments and stray dollars are text.
+        for src in [
+            "#if(true)yes#end",
+            "$util.escapeJavaScript('a') $input.params('x')",
+            "a#b##c",
+            "cost: $5 $ $context. $context.",
+            "$method.request.body",
+        ] {
+            assert_eq!(BodyTemplate::parse(src).0, vec![text(src)], "{src}");
         }
+        // A sentence's final dot is not part of the name.
+        assert_eq!(
+            BodyTemplate::parse("in $context.stage.").0,
+            vec![
+                text("in "),
+                Piece::Var(Source::Context("stage".into())),
+                text(".")
+            ]
+        );
+        assert_eq!(BodyTemplate::parse("").0, vec![]);
     }
 }

@@ -19,6 +19,10 @@ pub enum Hinted {
     /// `x-amzn-RequestId`: a client's own id, honoured when it is a UUID.
     RequestId = 4,
     UserAgent = 8,
+    /// `X-Amzn-Trace-Id`: a client's trace, honoured when its root is well-formed.
+    TraceId = 16,
+    /// `X-HTTP-Method-Override`: the method the request is routed and served as.
+    MethodOverride = 32,
 }
 
 /// Which [`Hinted`] headers a request has, when the server found out while parsing its head

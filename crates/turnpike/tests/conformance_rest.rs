@@ -698,6 +698,18 @@ fn check(
             return Err(format!("header {name} must be absent"));
         }
     }
+    // Substrings a header must (or must not) carry, e.g. the client's trace root.
+    for (key, want) in [("header_contains", true), ("header_not_contains", false)] {
+        for (name, parts) in exp[key].as_object().into_iter().flatten() {
+            let got = resp.header(name).unwrap_or_default();
+            for part in parts.as_array().into_iter().flatten() {
+                let part = part.as_str().unwrap_or_default();
+                if got.contains(part) != want {
+                    return Err(format!("header {name} = {got:?}: {key} {part:?}"));
+                }
+            }
+        }
+    }
     if let Some(b) = exp["body"].as_str() {
         if !m.string(b, &resp.text()) {
             return Err(format!("body {:?}, want {b:?}", resp.text()));

@@ -185,7 +185,7 @@ fn customised(up: &Upstream) -> Value {
                 "gatewayresponse.header.X-Trace": "method.request.header.x-trace",
             },
             "responseTemplates": {
-                "application/json": "{\"msg\":$context.error.messageString,\"raw\":\"$context.error.message\",\"type\":\"$context.error.responseType\",\"rid\":\"$context.requestId\"}",
+                "application/json": "{\"msg\":$context.error.messageString,\"raw\":\"$context.error.message\",\"type\":\"$context.error.responseType\",\"rid\":\"$context.requestId\",\"h\":\"$method.request.header.x-trace\",\"lit\":\"#if(true)y#end ##c $util.x $input.params('x-trace')\",\"none\":\"$stageVariables.nope\"}",
             },
         },
         "DEFAULT_4XX": {
@@ -242,6 +242,10 @@ async fn customised_gateway_responses() {
             "raw": "Missing Authentication Token",
             "type": "MISSING_AUTHENTICATION_TOKEN",
             "rid": mine,
+            "h": "trace-123",
+            // Gateway response templates are not VTL: only variables are substituted.
+            "lit": "#if(true)y#end ##c $util.x $input.params('x-trace')",
+            "none": "",
         })
     );
     assert_eq!(r.header("x-amzn-RequestId"), Some(mine));
@@ -287,6 +291,18 @@ async fn customised_gateway_responses() {
         json!({"d5": "Internal server error", "type": "API_CONFIGURATION_ERROR"})
     );
     r.assert_aws_ids();
+    // A backend that refuses the connection is AWS's "invalid endpoint address": also
+    // API_CONFIGURATION_ERROR, not a bare DEFAULT_5XX.
+    for path in ["/dev/unreachable", "/dev/unreachable-http"] {
+        let r = get(&tp.url(path)).await;
+        assert_eq!(r.status, 500, "{path}");
+        assert_eq!(r.header("X-Five"), Some("5xx"), "{path}");
+        assert_eq!(
+            r.json(),
+            json!({"d5": "Internal server error", "type": "API_CONFIGURATION_ERROR"}),
+            "{path}"
+        );
+    }
 
     // REQUEST_TOO_LARGE cannot be customised, even with DEFAULT_4XX set.
     assert_plain_413(&oversized(&tp, "/dev/mock").await);

@@ -186,6 +186,45 @@ async fn forwards_path_query_headers_and_body() {
         Some("application/octet-stream")
     );
     assert_eq!(seen.query.as_deref(), Some("added=mapped"));
+
+    // `X-HTTP-Method-Override` picks the method (and is not passed on), a client's X-Ray trace
+    // header is carried on, a SigV4 `Authorization` is not.
+    let trace = "Root=1-3152b799-8954dae64eda91bc9a23a7e8;Parent=7fa8c0f79203be72;Sampled=1";
+    let req = format!(
+        "POST /dev/api/override HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         X-HTTP-Method-Override: put\r\nX-Amzn-Trace-Id: {trace}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261206/us-east-1/execute-api/aws4_request, SignedHeaders=host, Signature=abc\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let r = raw(tp.addr(), req.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.method, "PUT");
+    assert_eq!(seen.header("x-http-method-override"), None);
+    assert_eq!(seen.header("x-amzn-trace-id"), Some(trace));
+    assert_eq!(seen.header("authorization"), None);
+    // A trace header with only a root keeps it and gains a parent.
+    let r = send(client().get(tp.url("/dev/api/rooted")).header(
+        "x-amzn-trace-id",
+        "Root=1-3152b799-8954dae64eda91bc9a23a7e8",
+    ))
+    .await;
+    assert_eq!(r.status, 200);
+    let seen = up
+        .last()
+        .header("x-amzn-trace-id")
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        seen.starts_with("Root=1-3152b799-8954dae64eda91bc9a23a7e8;Parent="),
+        "{seen}"
+    );
+
+    // A backend answer without a content type gets AWS's default.
+    let r = get(&tp.url("/dev/raw/untyped")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.text(), "no type");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

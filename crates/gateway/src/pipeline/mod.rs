@@ -62,6 +62,23 @@ pub struct Invocation<'c> {
 }
 
 impl Invocation<'_> {
+    /// Starts the request's X-Ray trace for an integration call: the client's
+    /// `X-Amzn-Trace-Id` carried on when its root is valid, else a new root.
+    pub fn start_trace(&mut self) {
+        let client = self
+            .hints
+            .get(
+                &self.parts.headers,
+                Hinted::TraceId,
+                &crate::headers::X_AMZN_TRACE_ID,
+            )
+            .map(http::HeaderValue::as_bytes);
+        self.ctx.trace_id = Some(crate::context::trace_header(
+            client,
+            self.ctx.request_time_epoch_ms,
+        ));
+    }
+
     /// Adds `X-Amzn-Trace-Id` to a successful integration response (AWS does this for HTTP,
     /// AWS and AWS_PROXY integrations, not for MOCK or HTTP_PROXY).
     pub fn add_trace_header(&self, resp: &mut Response<Body>) {

@@ -134,6 +134,36 @@ fn without_port(host: &str) -> &str {
     }
 }
 
+/// `x-apigw-api-id`: the API a request to a VPC endpoint's own name is for.
+pub fn api_id_header(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get("x-apigw-api-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+static X_HTTP_METHOD_OVERRIDE: http::HeaderName =
+    http::HeaderName::from_static("x-http-method-override");
+
+/// `X-HTTP-Method-Override`: API Gateway routes and serves the request as the method it names
+/// (one of the methods a REST API has; anything else is ignored).
+fn method_override(headers: &http::HeaderMap, hints: HeaderHints) -> Option<http::Method> {
+    let v = hints.get(headers, Hinted::MethodOverride, &X_HTTP_METHOD_OVERRIDE)?;
+    let v = v.to_str().ok()?.trim();
+    use http::Method;
+    [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+    ]
+    .into_iter()
+    .find(|m| m.as_str().eq_ignore_ascii_case(v))
+}
+
 /// A method's name, static for the standard ones.
 fn method_name(m: &http::Method) -> std::borrow::Cow<'static, str> {
     use http::Method;
@@ -206,8 +236,14 @@ pub fn route<'c>(
         )));
     }
     let (mut parts, body) = req.into_parts();
+    if let Some(m) = method_override(&parts.headers, hints) {
+        ctx.http_method = method_name(&m);
+        parts.method = m;
+    }
     // The host `initial_context` read, less its port (no invoke URL form depends on it).
-    let target = address::resolve(Some(&ctx.domain_name), parts.uri.path());
+    let target = address::resolve(Some(&ctx.domain_name), parts.uri.path(), || {
+        api_id_header(&parts.headers)
+    });
     let Some(api) = runtime.api(target.api_id.as_deref()).cloned() else {
         let body = match &target.api_id {
             Some(id) => format!("{{\"message\":\"The API id '{id}' does not correspond to a deployed API Gateway API\"}}"),

@@ -321,6 +321,8 @@ fn header_role(name: &[u8]) -> Role {
         10 if is(b"connection") => Role::Connection,
         10 if is(b"user-agent") => Role::Hinted(Hinted::UserAgent),
         16 if is(b"x-amzn-requestid") => Role::Hinted(Hinted::RequestId),
+        15 if is(b"x-amzn-trace-id") => Role::Hinted(Hinted::TraceId),
+        22 if is(b"x-http-method-override") => Role::Hinted(Hinted::MethodOverride),
         17 if is(b"transfer-encoding") => Role::NotOurs,
         6 if is(b"expect") => Role::NotOurs,
         7 if is(b"upgrade") => Role::NotOurs,
@@ -825,7 +827,13 @@ mod tests {
         assert!(!ready.close);
         // The head had a length, and none of the other looked-up headers.
         assert!(ready.hints.may_have(Hinted::ContentLength));
-        for absent in [Hinted::Connection, Hinted::RequestId, Hinted::UserAgent] {
+        for absent in [
+            Hinted::Connection,
+            Hinted::RequestId,
+            Hinted::UserAgent,
+            Hinted::TraceId,
+            Hinted::MethodOverride,
+        ] {
             assert!(!ready.hints.may_have(absent), "{absent:?}");
         }
         assert_eq!(req.method(), Method::POST);
@@ -841,13 +849,19 @@ mod tests {
 
         let (t, _) = take(
             b"GET /a HTTP/1.1\r\nConnection: keep-alive, Close\r\nUser-AGENT: x\r\n\
-              X-Amzn-RequestId: y\r\n\r\n",
+              X-Amzn-RequestId: y\r\nX-Amzn-Trace-Id: t\r\nX-HTTP-Method-Override: GET\r\n\r\n",
         );
         let Taken::Request(_, ready) = t else {
             panic!("not taken")
         };
         assert!(ready.close);
-        for present in [Hinted::Connection, Hinted::RequestId, Hinted::UserAgent] {
+        for present in [
+            Hinted::Connection,
+            Hinted::RequestId,
+            Hinted::UserAgent,
+            Hinted::TraceId,
+            Hinted::MethodOverride,
+        ] {
             assert!(ready.hints.may_have(present), "{present:?}");
         }
         assert!(!ready.hints.may_have(Hinted::ContentLength));

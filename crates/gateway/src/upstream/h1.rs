@@ -625,6 +625,12 @@ impl ResponseHead {
         })
     }
 
+    /// Whether the backend sent a header named `name` (lower case; matched in any case).
+    pub fn has(&self, name: &[u8]) -> bool {
+        self.received()
+            .any(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+    }
+
     /// Calls `f` with each line as the client gets it, rewritten, in the order received.
     pub fn for_each<'a>(&'a self, mut f: impl FnMut(LineName<'a>, &'a [u8])) {
         for (name, value) in self.received() {

@@ -477,7 +477,9 @@ pub async fn intercept(
     }
     let host = crate::pipeline::route::host_of(&req).map(str::to_string);
     let path = req.uri().path().to_string();
-    let target = address::resolve(host.as_deref(), &path);
+    let target = address::resolve(host.as_deref(), &path, || {
+        crate::pipeline::route::api_id_header(req.headers())
+    });
     let api = match &target.api_id {
         Some(id) => match runtime.websocket_apis.iter().find(|a| &a.id == id) {
             Some(a) => Some(a.clone()),

@@ -824,6 +824,8 @@ async fn handle(
                 .insert("content-type", "application/octet-stream".parse().unwrap());
             return r;
         }
+        // A response without a content type.
+        ["untyped"] => return Response::new(full(b"no type".to_vec())),
         ["respond-headers"] => {
             // Each `h=Name:Value` query parameter becomes a response header.
             let mut r = json_response(200, &json!({"ok": true}));

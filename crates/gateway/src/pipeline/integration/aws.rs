@@ -12,7 +12,6 @@ use http_body_util::BodyExt;
 use turnpike_model::functions::AwsCredentials;
 
 use crate::body::Body;
-use crate::context;
 use crate::error::GatewayError;
 use crate::pipeline::integration_request;
 use crate::pipeline::integration_response::{self, IntegrationOutput};
@@ -122,7 +121,7 @@ pub async fn invoke(
     inv: &mut Invocation<'_>,
     body: Bytes,
 ) -> Result<http::Response<Body>, GatewayError> {
-    inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
+    inv.start_trace();
     let mapped = integration_request::prepare(inv, body)?;
     let Some(t) = &inv.method.integration.uri else {
         return Err(GatewayError::configuration("integration has no uri"));
@@ -174,7 +173,7 @@ pub async fn invoke(
         }
     }
     let uri: http::Uri = url.parse().map_err(|_| {
-        GatewayError::internal(format!(
+        GatewayError::configuration(format!(
             "Execution failed due to configuration error: Invalid endpoint address {url:?}"
         ))
     })?;

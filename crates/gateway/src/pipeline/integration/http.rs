@@ -13,7 +13,6 @@ use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
 
 use crate::body::{Body, RequestBody};
-use crate::context;
 use crate::deployment::{lookup, StaticOrigin};
 use crate::error::GatewayError;
 use crate::headers::Hinted;
@@ -28,7 +27,17 @@ use crate::Gateway;
 /// (`route::hidden_request_header`): `Via`, `Keep-Alive`, and `Host` and `Content-Encoding`,
 /// which AWS does not pass by default.
 fn dropped_request_header(name: &str) -> bool {
-    matches!(name, "via" | "keep-alive" | "host" | "content-encoding")
+    // `X-HTTP-Method-Override` has done its job (the method); AWS passes it on only mapped.
+    matches!(
+        name,
+        "via" | "keep-alive" | "host" | "content-encoding" | "x-http-method-override"
+    )
+}
+
+/// An `Authorization` header carrying a SigV4 signature, which AWS does not pass on (it
+/// signed the request to API Gateway, not to the backend).
+fn sigv4_signature(value: &HeaderValue) -> bool {
+    value.as_bytes().starts_with(b"AWS4-HMAC-SHA256 ")
 }
 
 /// Integration response headers AWS renames to `x-amzn-Remapped-{name}` (HTTP header names are
@@ -210,8 +219,10 @@ impl BackendUrl<'_> {
     }
 }
 
+/// API_CONFIGURATION_ERROR: AWS's "invalid endpoint address" (a URL it cannot call, or a
+/// backend that refuses the connection or does not resolve).
 fn invalid_endpoint(url: &str) -> GatewayError {
-    GatewayError::internal(format!(
+    GatewayError::configuration(format!(
         "Execution failed due to configuration error: Invalid endpoint address {url:?}"
     ))
 }
@@ -339,7 +350,7 @@ fn outcome(
                 // The streamed client body grew past the payload limit mid-upload.
                 Err(crate::pipeline::route::too_large_error())
             } else if e.is_connect() {
-                Err(GatewayError::internal(format!(
+                Err(GatewayError::configuration(format!(
                     "Execution failed due to configuration error: Invalid endpoint address ({e:?})"
                 )))
             } else {
@@ -477,6 +488,7 @@ impl crate::upstream::HeaderSource for ProxyHeaders<'_> {
             if dropped_request_header(s)
                 || (self.mapped && dropped_after_mapping(s))
                 || self.has(name)
+                || (*name == header::AUTHORIZATION && sigv4_signature(value))
             {
                 continue;
             }
@@ -494,7 +506,7 @@ pub async fn proxy(
     inv: &mut Invocation<'_>,
     body: crate::body::RequestBody,
 ) -> Result<Response<Body>, GatewayError> {
-    inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
+    inv.start_trace();
     // Path-only mappings (the `{proxy+}` shape) are looked up in place: the mapping step
     // would copy every name and value for the URL to copy them again.
     let integration = &inv.method.integration;
@@ -550,9 +562,18 @@ pub async fn proxy(
     // A fresh response: the backend's version and extensions (hyper keeps its reason phrase
     // there) are not passed on.
     let (parts, body) = outcome(inv, result, started)?.into_parts();
+    // AWS always answers with a content type: `application/json` when the backend gave none.
+    let typed = parts.headers.contains_key(header::CONTENT_TYPE)
+        || body.head().is_some_and(|h| h.has(b"content-type"));
     let mut out = Response::new(Body::Upstream(body));
     *out.status_mut() = parts.status;
     crate::headers::install(out.headers_mut(), parts.headers);
+    if !typed {
+        out.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
     Ok(out)
 }
 
@@ -562,7 +583,7 @@ pub async fn invoke(
     inv: &mut Invocation<'_>,
     body: Bytes,
 ) -> Result<Response<Body>, GatewayError> {
-    inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
+    inv.start_trace();
     let mapped = integration_request::prepare(inv, body)?;
     let uri = backend_url(inv, lookup(&mapped.path), &mapped.query, None)?.into_uri()?;
     let mut headers = HeaderMap::new();

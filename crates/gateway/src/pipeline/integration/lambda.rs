@@ -140,7 +140,7 @@ pub async fn proxy(
     inv: &mut Invocation<'_>,
     body: Bytes,
 ) -> Result<Response<Body>, GatewayError> {
-    inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
+    inv.start_trace();
     if inv
         .method
         .integration
@@ -191,7 +191,7 @@ pub async fn invoke(
     inv: &mut Invocation<'_>,
     body: Bytes,
 ) -> Result<Response<Body>, GatewayError> {
-    inv.ctx.trace_id = Some(context::trace_id(inv.ctx.request_time_epoch_ms));
+    inv.start_trace();
     let function = target_function(gw, inv)?;
     let mapped = integration_request::prepare(inv, body)?;
     let payload = if mapped.body.iter().all(u8::is_ascii_whitespace) {
