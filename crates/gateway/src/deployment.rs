@@ -706,7 +706,10 @@ fn compile_integration(
         request_templates,
         passthrough: i.passthrough_behavior,
         content_handling: i.content_handling,
-        timeout: Duration::from_millis(i.timeout_in_millis.clamp(50, 29_000)),
+        timeout: Duration::from_millis(i.timeout_in_millis.clamp(
+            turnpike_model::rest::MIN_TIMEOUT_MILLIS,
+            turnpike_model::rest::RAISED_TIMEOUT_MILLIS,
+        )),
         responses,
     }
 }

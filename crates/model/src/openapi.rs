@@ -1910,8 +1910,13 @@ impl<'r> Importer<'r, '_> {
                     if let Some(n) = self.cx.u64(item, &p) {
                         if (MIN_TIMEOUT_MILLIS..=DEFAULT_TIMEOUT_MILLIS).contains(&n) {
                             integ.timeout_in_millis = n;
+                        } else if (DEFAULT_TIMEOUT_MILLIS..=RAISED_TIMEOUT_MILLIS).contains(&n) {
+                            // AWS takes this from accounts whose quota was raised (Regional and
+                            // private APIs); served as written.
+                            integ.timeout_in_millis = n;
+                            self.cx.warn(&p, format!("timeoutInMillis {n} is above AWS's default maximum of {DEFAULT_TIMEOUT_MILLIS} ms: AWS accepts it only with a raised integration timeout quota (Regional and private APIs)"));
                         } else {
-                            self.cx.error(&p, format!("Timeout should be between {MIN_TIMEOUT_MILLIS} ms and {DEFAULT_TIMEOUT_MILLIS} ms (got {n})"));
+                            self.cx.error(&p, format!("Timeout should be between {MIN_TIMEOUT_MILLIS} ms and {DEFAULT_TIMEOUT_MILLIS} ms, or up to {RAISED_TIMEOUT_MILLIS} ms with a raised quota (got {n})"));
                         }
                     }
                 }

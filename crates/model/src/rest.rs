@@ -168,6 +168,8 @@ pub enum ConnectionType {
 }
 
 pub const DEFAULT_TIMEOUT_MILLIS: u64 = 29_000;
+/// The largest REST integration timeout AWS grants when the account's quota is raised.
+pub const RAISED_TIMEOUT_MILLIS: u64 = 300_000;
 pub const MIN_TIMEOUT_MILLIS: u64 = 50;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

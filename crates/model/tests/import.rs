@@ -552,3 +552,34 @@ fn unsupported_table_drives_warnings() {
         .iter()
         .any(|u| u.feature == turnpike_model::Feature::AwsProxyIntegration));
 }
+
+/// Above 29 s AWS wants a raised quota: served as written, with a warning; above 300 s it is
+/// an error (bad_definitions.rs).
+#[test]
+fn raised_integration_timeouts_load_with_a_warning() {
+    let text = r#"{
+      "openapi": "3.0.1",
+      "info": {"title": "Slow", "version": "1"},
+      "paths": {"/slow": {"get": {
+        "responses": {"200": {"description": "ok"}},
+        "x-amazon-apigateway-integration": {
+          "type": "http_proxy", "httpMethod": "GET", "uri": "http://127.0.0.1:9/x",
+          "timeoutInMillis": 120000
+        }
+      }}}
+    }"#;
+    let (def, warnings) = import_openapi(Path::new("slow.json"), text).expect("loads");
+    let integration = method(&def, "/slow", "GET")
+        .method_integration
+        .as_ref()
+        .expect("integration");
+    assert_eq!(integration.timeout_in_millis, 120_000);
+    let w = warnings
+        .iter()
+        .find(|w| w.message.contains("raised integration timeout quota"))
+        .expect("a warning");
+    assert_eq!(
+        w.pointer,
+        "/paths/~1slow/get/x-amazon-apigateway-integration/timeoutInMillis"
+    );
+}

@@ -204,6 +204,53 @@ async fn backtracking_and_method_aware_fallback() {
 
     // The greedy root resource does not match the stage root.
     assert_missing_token(&get(&tp.url("/dev/")).await, "greedy does not match /");
+
+    // X-HTTP-Method-Override (§2.4): routed and served as the method it names.
+    let r = send(
+        c.post(tp.url("/dev/both"))
+            .header("X-HTTP-Method-Override", "GET")
+            .body("{}"),
+    )
+    .await;
+    assert_eq!(r.json()["res"], "both-get");
+    let r = send(
+        c.get(tp.url("/dev/test"))
+            .header("X-HTTP-Method-Override", "post"),
+    )
+    .await;
+    assert_eq!(r.json()["res"], "test-post");
+    // A value that is no REST method is ignored.
+    let r = send(
+        c.get(tp.url("/dev/test"))
+            .header("X-HTTP-Method-Override", "PURGE"),
+    )
+    .await;
+    assert_eq!(r.json()["res"], "proxy-get");
+    assert_missing_token(
+        &send(
+            c.get(tp.url("/dev/test"))
+                .header("X-HTTP-Method-Override", "PATCH"),
+        )
+        .await,
+        "overridden to a method nobody has",
+    );
+
+    // Unmatched with a non-SigV4 Authorization header: AWS reads it as a broken signature.
+    let r = send(
+        c.patch(tp.url("/dev/test"))
+            .header("Authorization", "Bearer abc"),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(
+        r.header("x-amzn-ErrorType"),
+        Some("IncompleteSignatureException")
+    );
+    assert_eq!(
+        r.json(),
+        json!({"message": "Authorization header requires 'Credential' parameter. Authorization header requires 'Signature' parameter. Authorization header requires 'SignedHeaders' parameter. Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. Authorization=Bearer abc"})
+    );
+    r.assert_aws_ids();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

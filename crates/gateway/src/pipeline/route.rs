@@ -134,6 +134,28 @@ fn without_port(host: &str) -> &str {
     }
 }
 
+/// No resource and method match. AWS answers "Missing Authentication Token", unless the
+/// request carries an `Authorization` header that is not SigV4: then it reads the header as a
+/// broken signature and says what it lacks (403 `IncompleteSignatureException`, the header
+/// echoed at the end), still as the MISSING_AUTHENTICATION_TOKEN gateway response.
+fn unmatched(headers: &http::HeaderMap) -> GatewayError {
+    match headers.get(http::header::AUTHORIZATION) {
+        Some(v) if !v.as_bytes().starts_with(b"AWS4-HMAC-SHA256 ") => {
+            let mut err = GatewayError::missing_authentication_token();
+            err.message = Some(format!(
+                "Authorization header requires 'Credential' parameter. Authorization header \
+                 requires 'Signature' parameter. Authorization header requires 'SignedHeaders' \
+                 parameter. Authorization header requires existence of either a 'X-Amz-Date' or \
+                 a 'Date' header. Authorization={}",
+                String::from_utf8_lossy(v.as_bytes())
+            ));
+            err.error_type = Some("IncompleteSignatureException");
+            err
+        }
+        _ => GatewayError::missing_authentication_token(),
+    }
+}
+
 /// `x-apigw-api-id`: the API a request to a VPC endpoint's own name is for.
 pub fn api_id_header(headers: &http::HeaderMap) -> Option<String> {
     headers
@@ -312,7 +334,7 @@ pub fn route<'c>(
             .get(i)
             .is_some_and(|r| r.method(method).is_some())
     }) else {
-        let err = GatewayError::missing_authentication_token();
+        let err = unmatched(&parts.headers);
         ctx.error = Some(ErrorContext::from_error(&err));
         return Err(fail(err, ctx, &parts, &stage));
     };
@@ -322,7 +344,7 @@ pub fn route<'c>(
         .and_then(|r| r.method(method))
         .cloned()
     else {
-        let err = GatewayError::missing_authentication_token();
+        let err = unmatched(&parts.headers);
         ctx.error = Some(ErrorContext::from_error(&err));
         return Err(fail(err, ctx, &parts, &stage));
     };
