@@ -202,6 +202,7 @@ fn http_api(up: &Upstream) -> serde_json::Value {
                 "parameters": [
                     {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
                     {"name": "q", "in": "query", "schema": {"type": "string"}},
+                    {"name": "m", "in": "query", "schema": {"type": "string"}},
                     {"name": "x-in", "in": "header", "schema": {"type": "string"}},
                     {"name": "absent", "in": "query", "schema": {"type": "string"}},
                 ],
@@ -213,6 +214,7 @@ fn http_api(up: &Upstream) -> serde_json::Value {
                     "requestParameters": {
                         "integration.request.path.id": "method.request.path.id",
                         "integration.request.querystring.q": "method.request.querystring.q",
+                        "integration.request.querystring.multi": "method.request.multivaluequerystring.m",
                         "integration.request.header.X-Mapped": "method.request.header.x-in",
                         "integration.request.header.X-Lit": "'lit'",
                         "integration.request.header.X-Missing": "method.request.querystring.absent",
@@ -279,7 +281,7 @@ async fn http_integration_sends_only_mapped_headers_and_defaults() {
 
     let r = send(
         client()
-            .post(tp.url("/dev/echo/7?q=search&other=x"))
+            .post(tp.url("/dev/echo/7?q=search&other=x&m=x%2Cy&m=z"))
             .header("content-type", "application/json")
             .header("accept", "application/xml")
             .header("user-agent", "test/ua")
@@ -300,7 +302,29 @@ async fn http_integration_sends_only_mapped_headers_and_defaults() {
     let seen = up.last();
     assert_eq!(seen.method, "POST");
     assert_eq!(seen.path, "/echo/7");
-    assert_eq!(seen.query.as_deref(), Some("fixed=1&q=search"));
+    let query: Vec<(String, String)> = seen
+        .query
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect();
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    // A multi-value source gives one parameter per value received, commas and all.
+    assert_eq!(
+        query,
+        [
+            pair("fixed", "1"),
+            pair("multi", "x,y"),
+            pair("multi", "z"),
+            pair("q", "search"),
+        ],
+        "{:?}",
+        seen.query
+    );
     assert_eq!(seen.body.as_ref(), br#"{"id":"7","in":5}"#);
     let mut names: Vec<String> = seen.headers.iter().map(|(k, _)| k.clone()).collect();
     names.sort();

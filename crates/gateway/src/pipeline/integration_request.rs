@@ -99,6 +99,17 @@ pub fn map_parameters(
         integration_body: &[],
     };
     for (target, name, src) in &inv.method.integration.request_parameters {
+        // A multi-value query source maps to repeated parameters, one per value as received
+        // (joining them with commas to split again would also split `?a=x,y`).
+        if let (RequestTarget::Query, mapping::Source::MethodMultiQuery(n)) = (target, src) {
+            out.query.extend(
+                inv.query
+                    .iter()
+                    .filter(|(k, _)| k == n)
+                    .map(|(_, v)| (name.clone(), v.clone())),
+            );
+            continue;
+        }
         let Some(value) = mapping::evaluate(src, &input) else {
             continue;
         };
@@ -118,16 +129,7 @@ pub fn map_parameters(
                 }
                 out.headers.push((name.clone(), value));
             }
-            RequestTarget::Query => {
-                // A multi-value source maps to repeated parameters.
-                if matches!(src, mapping::Source::MethodMultiQuery(_)) {
-                    for v in value.split(',') {
-                        out.query.push((name.clone(), v.to_string()));
-                    }
-                } else {
-                    out.query.push((name.clone(), value));
-                }
-            }
+            RequestTarget::Query => out.query.push((name.clone(), value)),
             RequestTarget::Path => out.path.push((name.clone(), value)),
         }
     }
