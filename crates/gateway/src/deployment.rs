@@ -172,6 +172,9 @@ pub fn lookup<'p>(pairs: &'p [(String, String)]) -> impl Fn(&str) -> Option<&'p 
 #[derive(Debug)]
 pub struct IntegrationResponseRuntime {
     pub status: u16,
+    /// The method declares a response for `status`: AWS answers 500 for one it does not
+    /// (unless a template overrides the status).
+    pub has_method_response: bool,
     /// Anchored (whole-value) pattern; `None` for the default response.
     pub pattern: Option<Regex>,
     pub response_parameters: Vec<(String, Source)>,
@@ -451,7 +454,8 @@ fn compile_api(
                 d.error(pointer, "No integration defined for method".into());
                 continue;
             };
-            let integration = compile_integration(integration, &pointer, &mut d);
+            let integration =
+                compile_integration(integration, &m.method_responses, &pointer, &mut d);
             let rt = Arc::new(MethodRuntime {
                 index: all_methods.len(),
                 http_method: name.clone(),
@@ -609,6 +613,7 @@ fn compile_templates(
 
 fn compile_integration(
     i: &turnpike_model::rest::Integration,
+    method_responses: &std::collections::BTreeMap<String, turnpike_model::rest::MethodResponse>,
     pointer: &str,
     d: &mut Diag<'_>,
 ) -> IntegrationRuntime {
@@ -685,6 +690,10 @@ fn compile_integration(
             compile_templates(&r.response_templates, &format!("{rp}/responseTemplates"), d);
         responses.push(IntegrationResponseRuntime {
             status,
+            // A method without method responses is taken as declaring every status (the
+            // importer warns about the undeclared ones).
+            has_method_response: method_responses.is_empty()
+                || method_responses.contains_key(&status.to_string()),
             pattern,
             response_parameters,
             templates,

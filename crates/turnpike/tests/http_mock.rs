@@ -46,6 +46,28 @@ async fn mock_status_selection_and_static_headers() {
                     },
                 },
             }},
+            "/undeclared": {"get": {
+                "responses": {"200": {"description": "ok"}},
+                "x-amazon-apigateway-integration": {
+                    "type": "MOCK",
+                    "requestTemplates": {"application/json": "{\"statusCode\": 200}"},
+                    "responses": {"default": {
+                        "statusCode": "404",
+                        "responseTemplates": {"application/json": "{\"never\":true}"},
+                    }},
+                },
+            }},
+            "/undeclared-overridden": {"get": {
+                "responses": {"200": {"description": "ok"}},
+                "x-amazon-apigateway-integration": {
+                    "type": "MOCK",
+                    "requestTemplates": {"application/json": "{\"statusCode\": 200}"},
+                    "responses": {"default": {
+                        "statusCode": "404",
+                        "responseTemplates": {"application/json": "#set($context.responseOverride.status = 202){\"overridden\":true}"},
+                    }},
+                },
+            }},
             "/no-status": {"get": {
                 "responses": {"200": {"description": "ok"}},
                 "x-amazon-apigateway-integration": {
@@ -81,6 +103,16 @@ async fn mock_status_selection_and_static_headers() {
     assert_eq!(r.json()["want"], "250");
 
     // A request template that names no statusCode → 500.
+    // An integration response whose status the method does not declare: AWS answers 500
+    // ("Output mapping refers to an invalid method response"), unless a template overrides it.
+    let r = get(&tp.url("/dev/undeclared")).await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.text(), r#"{"message": "Internal server error"}"#);
+    r.assert_aws_ids();
+    let r = get(&tp.url("/dev/undeclared-overridden")).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json(), json!({"overridden": true}));
+
     let r = get(&tp.url("/dev/no-status")).await;
     assert_eq!(r.status, 500);
     assert_eq!(r.text(), r#"{"message": "Internal server error"}"#);

@@ -101,6 +101,7 @@ pub fn respond(
         })
         .or_else(|| templates.first());
     let mut status = chosen.status;
+    let mut status_overridden = false;
     let mut payload_binary = out.binary;
     let (content_type, body) = match template {
         Some(t) => {
@@ -122,6 +123,7 @@ pub fn respond(
             })?;
             if let Some(s) = rendered.overrides.response_status {
                 status = s;
+                status_overridden = true;
             }
             for (name, values) in rendered.overrides.response_header {
                 headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
@@ -141,6 +143,11 @@ pub fn respond(
         }
         None => ("application/json".to_string(), out.body.clone()),
     };
+    if !status_overridden && !chosen.has_method_response {
+        return Err(GatewayError::configuration(format!(
+            "Execution failed due to configuration error: Output mapping refers to an invalid method response: {status}"
+        )));
+    }
     let list = &inv.api.binary_media_types;
     let accept_binary = accept
         .as_deref()
