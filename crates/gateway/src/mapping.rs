@@ -168,7 +168,7 @@ pub fn evaluate(src: &Source, input: &MappingInput<'_>) -> Option<String> {
         Source::IntegrationBody => {
             Some(String::from_utf8_lossy(input.integration_body).into_owned())
         }
-        Source::IntegrationBodyPath(p) => body_path(input.integration_body, p),
+        Source::IntegrationBodyPath(p) => integration_body_path(input.integration_body, p),
     }
 }
 
@@ -195,6 +195,26 @@ fn value_text(v: &Value) -> String {
     }
 }
 
+/// `integration.response.body.{path}`. A Lambda error's `errorMessage` is often JSON written
+/// into a string: `errorMessage.{field}` reads a field of that JSON (AWS deserialises it for
+/// body-to-header mappings).
+fn integration_body_path(body: &[u8], path: &str) -> Option<String> {
+    if let Some(rest) = path.strip_prefix("$.errorMessage.") {
+        let json: Value = serde_json::from_slice(body).ok()?;
+        if let Some(Value::String(inner)) = json.get("errorMessage") {
+            if let Ok(inner) = serde_json::from_str::<Value>(inner) {
+                return turnpike_vtl::json_path(&inner, &format!("$.{rest}"))
+                    .ok()?
+                    .to_parameter_value();
+            }
+        }
+        return turnpike_vtl::json_path(&json, path)
+            .ok()?
+            .to_parameter_value();
+    }
+    body_path(body, path)
+}
+
 fn body_path(body: &[u8], path: &str) -> Option<String> {
     let json: Value = serde_json::from_slice(body).ok()?;
     turnpike_vtl::json_path(&json, path)
@@ -205,6 +225,31 @@ fn body_path(body: &[u8], path: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lambda_errors_json_message_is_read_field_by_field() {
+        let body = br#"{"errorMessage": "{\"code\": \"400\", \"detail\": {\"n\": 2}}", "errorType": "Error"}"#;
+        assert_eq!(
+            integration_body_path(body, "$.errorMessage.code").as_deref(),
+            Some("400")
+        );
+        assert_eq!(
+            integration_body_path(body, "$.errorMessage.detail.n").as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            integration_body_path(body, "$.errorType").as_deref(),
+            Some("Error")
+        );
+        assert_eq!(integration_body_path(body, "$.errorMessage.nope"), None);
+        // A plain-text message has no fields.
+        let body = br#"{"errorMessage": "bad thing"}"#;
+        assert_eq!(integration_body_path(body, "$.errorMessage.code"), None);
+        assert_eq!(
+            integration_body_path(body, "$.errorMessage").as_deref(),
+            Some("bad thing")
+        );
+    }
 
     #[test]
     fn parses_sources() {
