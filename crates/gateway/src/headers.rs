@@ -51,11 +51,13 @@ impl HeaderHints {
     }
 
     /// Whether the request may carry `h`: false only when it is known not to.
+    #[inline]
     pub fn may_have(self, h: Hinted) -> bool {
         self.present.is_none_or(|p| p & h as u8 != 0)
     }
 
     /// `map.get(name)`, skipped when the request is known not to have it.
+    #[inline]
     pub fn get<'m>(
         self,
         map: &'m HeaderMap,
@@ -152,6 +154,13 @@ pub enum Special {
     TransferEncoding,
     Connection,
     Date,
+    /// Not framing, but a head without one gets AWS's default.
+    ContentType,
+}
+
+/// The content type API Gateway gives a response that has none.
+pub fn default_content_type() -> http::HeaderValue {
+    http::HeaderValue::from_static("application/json")
 }
 
 /// Which [`Special`] header `name` (a token, in any case) is. Always inlined: as a call it
@@ -161,6 +170,7 @@ pub fn special(name: &[u8]) -> Option<Special> {
     match name.len() {
         4 if token_is(name, b"date") => Some(Special::Date),
         10 if token_is(name, b"connection") => Some(Special::Connection),
+        12 if token_is(name, b"content-type") => Some(Special::ContentType),
         14 if token_is(name, b"content-length") => Some(Special::ContentLength),
         17 if token_is(name, b"transfer-encoding") => Some(Special::TransferEncoding),
         _ => None,
@@ -169,6 +179,7 @@ pub fn special(name: &[u8]) -> Option<Special> {
 
 /// [`special`] for a `HeaderName`: the standard names compare as enum values, cheaper than
 /// their bytes.
+#[inline]
 pub fn special_name(name: &HeaderName) -> Option<Special> {
     use http::header;
     if name == header::CONTENT_LENGTH {
@@ -179,6 +190,8 @@ pub fn special_name(name: &HeaderName) -> Option<Special> {
         Some(Special::Connection)
     } else if name == header::DATE {
         Some(Special::Date)
+    } else if name == header::CONTENT_TYPE {
+        Some(Special::ContentType)
     } else {
         None
     }
@@ -250,7 +263,7 @@ mod tests {
         );
         assert_eq!(special(b"connection"), Some(Special::Connection));
         assert_eq!(special(b"Date"), Some(Special::Date));
-        assert_eq!(special(b"Content-Type"), None);
+        assert_eq!(special(b"Content-TYPE"), Some(Special::ContentType));
         assert_eq!(special(b"Dates"), None);
         // The `HeaderName` form agrees with the bytes form.
         for name in [

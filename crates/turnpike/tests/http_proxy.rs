@@ -476,6 +476,17 @@ async fn http2_clients_are_served() {
     let r = Resp::from_reqwest(c.get(tp.url("/dev/none")).send().await.expect("send")).await;
     assert_eq!(r.status, 403);
     assert_eq!(r.text(), r#"{"message":"Missing Authentication Token"}"#);
+    // AWS's default content type also on this path (hyper writes the response).
+    let r = Resp::from_reqwest(
+        c.get(tp.url("/dev/raw/untyped"))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.text(), "no type");
 }
 
 /// A backend that answers one request per connection and then closes it without saying so

@@ -543,6 +543,7 @@ fn encode_head(
         framing: None,
         last: false,
         wrote_date: false,
+        wrote_content_type: false,
     };
     // An HTTP_PROXY backend's lines, kept as received, go first: they would have been in the
     // map before anything the gateway added.
@@ -564,6 +565,14 @@ fn encode_head(
         });
         if !ok {
             return None;
+        }
+        // AWS's default for a backend response without a content type.
+        if !w.wrote_content_type && !headers.contains_key(http::header::CONTENT_TYPE) {
+            w.line(
+                Some(Special::ContentType),
+                Name::Lower("content-type"),
+                b"application/json",
+            )?;
         }
     }
     for (name, value) in headers {
@@ -656,6 +665,7 @@ struct HeadWriter<'a> {
     /// `Connection: close` was written.
     last: bool,
     wrote_date: bool,
+    wrote_content_type: bool,
 }
 
 impl HeadWriter<'_> {
@@ -703,6 +713,7 @@ impl HeadWriter<'_> {
             }
             Some(Special::Connection) => self.last |= has_token(value, b"close"),
             Some(Special::Date) => self.wrote_date = true,
+            Some(Special::ContentType) => self.wrote_content_type = true,
             None => {}
         }
         let name_len = match name {

@@ -547,7 +547,7 @@ fn parse_head(
                     };
                 }
             }
-            Some(Special::Date) | None => {}
+            Some(Special::ContentType | Special::Date) | None => {}
         }
         if rewrite.is_some() {
             if name.len() > MAX_NAME_BYTES {
@@ -623,12 +623,6 @@ impl ResponseHead {
                 self.bytes.get(vs as usize..ve as usize)?,
             ))
         })
-    }
-
-    /// Whether the backend sent a header named `name` (lower case; matched in any case).
-    pub fn has(&self, name: &[u8]) -> bool {
-        self.received()
-            .any(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
     }
 
     /// Calls `f` with each line as the client gets it, rewritten, in the order received.

@@ -339,6 +339,16 @@ impl UpstreamBody {
                 let added = std::mem::take(map);
                 map.reserve(head.len() + added.len());
                 head.append_to(map);
+                // AWS's default for a backend response without a content type, where the
+                // plain-HTTP writer puts it too: after the backend's lines.
+                if !map.contains_key(http::header::CONTENT_TYPE)
+                    && !added.contains_key(http::header::CONTENT_TYPE)
+                {
+                    map.insert(
+                        http::header::CONTENT_TYPE,
+                        crate::headers::default_content_type(),
+                    );
+                }
                 crate::headers::for_each_owned(added, |n, v| {
                     map.append(n, v);
                 });

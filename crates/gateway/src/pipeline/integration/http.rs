@@ -563,16 +563,15 @@ pub async fn proxy(
     // there) are not passed on.
     let (parts, body) = outcome(inv, result, started)?.into_parts();
     // AWS always answers with a content type: `application/json` when the backend gave none.
-    let typed = parts.headers.contains_key(header::CONTENT_TYPE)
-        || body.head().is_some_and(|h| h.has(b"content-type"));
+    // Header lines kept as received get it where they are written out
+    // (`UpstreamBody::head`); a response in a map gets it here.
+    let untyped = body.head().is_none() && !parts.headers.contains_key(header::CONTENT_TYPE);
     let mut out = Response::new(Body::Upstream(body));
     *out.status_mut() = parts.status;
     crate::headers::install(out.headers_mut(), parts.headers);
-    if !typed {
-        out.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+    if untyped {
+        out.headers_mut()
+            .insert(header::CONTENT_TYPE, crate::headers::default_content_type());
     }
     Ok(out)
 }
