@@ -243,27 +243,34 @@ fn print_invoke_urls(project: &Project, local: SocketAddr) {
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot install the SIGTERM handler");
-                        let _ = ctrl_c.await;
-                        shutdown.cancel();
-                        return;
+    // The handlers are installed here, before the server accepts its first connection: inside
+    // the task they would be installed only when it first runs, and a SIGTERM sent as soon as
+    // the server answered could still find the default action (exit without draining).
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
                     }
-                };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
+                    tracing::info!("shutting down: draining in-flight requests");
+                    shutdown.cancel();
+                });
+                return;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot install the SIGTERM/SIGINT handlers");
             }
         }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
+    }
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down: draining in-flight requests");
         shutdown.cancel();
     });
