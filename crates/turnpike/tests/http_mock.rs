@@ -8,6 +8,22 @@ use serde_json::json;
 
 const API_ID: &str = "mockapi001";
 
+/// A MOCK method declaring only 200 whose default integration response is 404, rendered
+/// with `template`.
+fn undeclared_404(template: &str) -> serde_json::Value {
+    json!({
+        "responses": {"200": {"description": "ok"}},
+        "x-amazon-apigateway-integration": {
+            "type": "MOCK",
+            "requestTemplates": {"application/json": "{\"statusCode\": 200}"},
+            "responses": {"default": {
+                "statusCode": "404",
+                "responseTemplates": {"application/json": template},
+            }},
+        },
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_status_selection_and_static_headers() {
     let dir = temp_dir();
@@ -46,28 +62,10 @@ async fn mock_status_selection_and_static_headers() {
                     },
                 },
             }},
-            "/undeclared": {"get": {
-                "responses": {"200": {"description": "ok"}},
-                "x-amazon-apigateway-integration": {
-                    "type": "MOCK",
-                    "requestTemplates": {"application/json": "{\"statusCode\": 200}"},
-                    "responses": {"default": {
-                        "statusCode": "404",
-                        "responseTemplates": {"application/json": "{\"never\":true}"},
-                    }},
-                },
-            }},
-            "/undeclared-overridden": {"get": {
-                "responses": {"200": {"description": "ok"}},
-                "x-amazon-apigateway-integration": {
-                    "type": "MOCK",
-                    "requestTemplates": {"application/json": "{\"statusCode\": 200}"},
-                    "responses": {"default": {
-                        "statusCode": "404",
-                        "responseTemplates": {"application/json": "#set($context.responseOverride.status = 202){\"overridden\":true}"},
-                    }},
-                },
-            }},
+            "/undeclared": {"get": undeclared_404("{\"never\":true}")},
+            "/undeclared-overridden": {"get": undeclared_404(
+                "#set($context.responseOverride.status = 202){\"overridden\":true}",
+            )},
             "/no-status": {"get": {
                 "responses": {"200": {"description": "ok"}},
                 "x-amazon-apigateway-integration": {
