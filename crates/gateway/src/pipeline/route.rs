@@ -140,7 +140,7 @@ fn without_port(host: &str) -> &str {
 /// echoed at the end), still as the MISSING_AUTHENTICATION_TOKEN gateway response.
 fn unmatched(headers: &http::HeaderMap) -> GatewayError {
     match headers.get(http::header::AUTHORIZATION) {
-        Some(v) if !v.as_bytes().starts_with(b"AWS4-HMAC-SHA256 ") => {
+        Some(v) if !crate::headers::is_sigv4(v) => {
             let mut err = GatewayError::missing_authentication_token();
             err.message = Some(format!(
                 "Authorization header requires 'Credential' parameter. Authorization header \

@@ -34,12 +34,6 @@ fn dropped_request_header(name: &str) -> bool {
     )
 }
 
-/// An `Authorization` header carrying a SigV4 signature, which AWS does not pass on (it
-/// signed the request to API Gateway, not to the backend).
-fn sigv4_signature(value: &HeaderValue) -> bool {
-    value.as_bytes().starts_with(b"AWS4-HMAC-SHA256 ")
-}
-
 /// Integration response headers AWS renames to `x-amzn-Remapped-{name}` (HTTP header names are
 /// case-insensitive; they are written in lower case).
 static REMAPPED_CONNECTION: HeaderName = HeaderName::from_static("x-amzn-remapped-connection");
@@ -488,7 +482,9 @@ impl crate::upstream::HeaderSource for ProxyHeaders<'_> {
             if dropped_request_header(s)
                 || (self.mapped && dropped_after_mapping(s))
                 || self.has(name)
-                || (*name == header::AUTHORIZATION && sigv4_signature(value))
+                // AWS does not pass on a SigV4 signature: it signed the request to API
+                // Gateway, not to the backend.
+                || (*name == header::AUTHORIZATION && crate::headers::is_sigv4(value))
             {
                 continue;
             }
