@@ -158,11 +158,6 @@ pub enum Special {
     ContentType,
 }
 
-/// An `Authorization` value that is a SigV4 signature (`AWS4-HMAC-SHA256 Credential=…`).
-pub fn is_sigv4(value: &http::HeaderValue) -> bool {
-    value.as_bytes().starts_with(b"AWS4-HMAC-SHA256 ")
-}
-
 /// The content type API Gateway gives a response that has none.
 pub fn default_content_type() -> http::HeaderValue {
     http::HeaderValue::from_static("application/json")

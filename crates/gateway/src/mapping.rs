@@ -132,6 +132,17 @@ pub struct MappingInput<'a> {
 }
 
 /// Evaluates a source; `None` means "absent" (AWS then omits the parameter).
+/// Every value of query parameter `name`, in the order received.
+pub fn query_values<'q>(
+    query: &'q [(String, String)],
+    name: &'q str,
+) -> impl Iterator<Item = &'q str> {
+    query
+        .iter()
+        .filter(move |(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 pub fn evaluate(src: &Source, input: &MappingInput<'_>) -> Option<String> {
     match src {
         Source::Literal(s) => Some(s.clone()),
@@ -147,12 +158,7 @@ pub fn evaluate(src: &Source, input: &MappingInput<'_>) -> Option<String> {
             .find(|(k, _)| k == n)
             .map(|(_, v)| v.clone()),
         Source::MethodMultiQuery(n) => {
-            let vals: Vec<&str> = input
-                .query
-                .iter()
-                .filter(|(k, _)| k == n)
-                .map(|(_, v)| v.as_str())
-                .collect();
+            let vals: Vec<&str> = query_values(input.query, n).collect();
             (!vals.is_empty()).then(|| vals.join(","))
         }
         Source::MethodHeader(n) => header_last(input.headers, n),

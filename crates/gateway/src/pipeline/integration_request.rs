@@ -103,10 +103,7 @@ pub fn map_parameters(
         // (joining them with commas to split again would also split `?a=x,y`).
         if let (RequestTarget::Query, mapping::Source::MethodMultiQuery(n)) = (target, src) {
             out.query.extend(
-                inv.query
-                    .iter()
-                    .filter(|(k, _)| k == n)
-                    .map(|(_, v)| (name.clone(), v.clone())),
+                mapping::query_values(&inv.query, n).map(|v| (name.clone(), v.to_string())),
             );
             continue;
         }

@@ -139,16 +139,13 @@ fn without_port(host: &str) -> &str {
 /// broken signature and says what it lacks (403 `IncompleteSignatureException`, the header
 /// echoed at the end), still as the MISSING_AUTHENTICATION_TOKEN gateway response.
 fn unmatched(headers: &http::HeaderMap) -> GatewayError {
+    use crate::pipeline::authorizer::sigv4;
     match headers.get(http::header::AUTHORIZATION) {
-        Some(v) if !crate::headers::is_sigv4(v) => {
+        Some(v) if !sigv4::is_signature(v) => {
             let mut err = GatewayError::missing_authentication_token();
-            err.message = Some(format!(
-                "Authorization header requires 'Credential' parameter. Authorization header \
-                 requires 'Signature' parameter. Authorization header requires 'SignedHeaders' \
-                 parameter. Authorization header requires existence of either a 'X-Amz-Date' or \
-                 a 'Date' header. Authorization={}",
-                String::from_utf8_lossy(v.as_bytes())
-            ));
+            err.message = Some(sigv4::not_a_signature_message(&String::from_utf8_lossy(
+                v.as_bytes(),
+            )));
             err.error_type = Some("IncompleteSignatureException");
             err
         }

@@ -39,6 +39,25 @@ pub fn mismatch() -> GatewayError {
     invalid_signature("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
 }
 
+/// An `Authorization` value that is a SigV4 signature (`AWS4-HMAC-SHA256 Credential=…`).
+pub fn is_signature(value: &http::HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .strip_prefix(ALGORITHM.as_bytes())
+        .is_some_and(|rest| rest.starts_with(b" "))
+}
+
+/// AWS's message for an `Authorization` header that is not a SigV4 signature at all, ending
+/// with `shown`, the part of the header it echoes.
+pub fn not_a_signature_message(shown: &str) -> String {
+    format!(
+        "Authorization header requires 'Credential' parameter. Authorization header requires \
+         'Signature' parameter. Authorization header requires 'SignedHeaders' parameter. \
+         Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. \
+         Authorization={shown}"
+    )
+}
+
 fn incomplete(message: impl Into<String>) -> GatewayError {
     GatewayError {
         error_type: Some("IncompleteSignatureException"),
@@ -180,7 +199,9 @@ fn parse(req: &SignedRequest<'_>) -> Result<Option<Parsed>, GatewayError> {
             return Err(incomplete("Authorization header is too long"));
         }
         let Some(rest) = auth.strip_prefix(ALGORITHM) else {
-            return Err(incomplete(format!("Authorization header requires 'Credential' parameter. Authorization header requires 'Signature' parameter. Authorization header requires 'SignedHeaders' parameter. Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. Authorization={auth_kind}", auth_kind = auth.split_whitespace().next().unwrap_or(""))));
+            return Err(incomplete(not_a_signature_message(
+                auth.split_whitespace().next().unwrap_or(""),
+            )));
         };
         let mut cred = None;
         let mut signed = None;
@@ -423,6 +444,29 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_is_not_a_signature() {
+        let v = |s: &str| http::HeaderValue::from_str(s).expect("value");
+        assert!(is_signature(&v(
+            "AWS4-HMAC-SHA256 Credential=a/b, Signature=c"
+        )));
+        for not in [
+            "Bearer abc",
+            "AWS4-HMAC-SHA256",
+            "AWS4-HMAC-SHA256X Credential=a",
+            "",
+        ] {
+            assert!(!is_signature(&v(not)), "{not:?}");
+        }
+        assert_eq!(
+            not_a_signature_message("Bearer"),
+            "Authorization header requires 'Credential' parameter. Authorization header requires \
+             'Signature' parameter. Authorization header requires 'SignedHeaders' parameter. \
+             Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' \
+             header. Authorization=Bearer"
+        );
+    }
 
     #[test]
     fn dates() {

@@ -484,7 +484,7 @@ impl crate::upstream::HeaderSource for ProxyHeaders<'_> {
                 || self.has(name)
                 // AWS does not pass on a SigV4 signature: it signed the request to API
                 // Gateway, not to the backend.
-                || (*name == header::AUTHORIZATION && crate::headers::is_sigv4(value))
+                || (*name == header::AUTHORIZATION && crate::pipeline::authorizer::sigv4::is_signature(value))
             {
                 continue;
             }
